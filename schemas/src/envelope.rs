@@ -1,0 +1,231 @@
+//! The [`Envelope`]: how every event travels between stages, on every conversation topic.
+//!
+//! Encoded as JSON (one envelope per Kafka record) so that consumers in any language can read the
+//! delivery topics; the record key is the envelope's [`ConversationKey`], which keeps one
+//! conversation in one partition and therefore in order.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::meta::{Contact, Message, MetaError, Status};
+
+/// Version of the envelope schema written by this build. Readers accept this version and below.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Namespace for event ids derived from an idempotency key (UUID v5).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7761_6261_666c_6f77_8000_0000_0000_0001);
+
+/// `{phone_number_id}:{user}`, where `user` is the wa_id or, when Meta withholds the phone
+/// number, the business-scoped user id. Events that concern a number rather than a user (value-level
+/// errors) use `{phone_number_id}`; account-level changes use `waba:{waba_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationKey(String);
+
+impl ConversationKey {
+    pub fn conversation(phone_number_id: &str, user: &str) -> Self {
+        Self(format!("{phone_number_id}:{user}"))
+    }
+
+    pub fn number(phone_number_id: &str) -> Self {
+        Self(phone_number_id.to_owned())
+    }
+
+    pub fn account(waba_id: &str) -> Self {
+        Self(format!("waba:{waba_id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConversationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an event entered wabaflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Meta,
+    Genesys,
+    Api,
+    Campaign,
+}
+
+/// Which raw request an event was split from: the record key of that body in `webhooks.raw.v1`
+/// and the event's position in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawRef {
+    pub request_id: Uuid,
+    pub index: u32,
+}
+
+/// One event on a conversation topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Derived from the idempotency key when the event has one, so every copy of the same
+    /// Meta update (Meta retries for 7 days) carries the same id; random (v7) otherwise.
+    pub event_id: Uuid,
+    /// Filled by the mapping stage; the edge does not know tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub conversation_key: ConversationKey,
+    pub source: Source,
+    pub schema_version: u16,
+    /// When the event happened according to its source (Meta's `timestamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When wabaflow's edge received the request.
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawRef>,
+    pub event: Event,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A customer's message to a business number.
+    MetaMessage {
+        phone_number_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_phone_number: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<Contact>,
+        message: Box<Message>,
+    },
+    /// A delivery status of a message the business sent.
+    MetaStatus {
+        phone_number_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<Contact>,
+        status: Box<Status>,
+    },
+    /// A value-level (system/app) error about a number.
+    MetaError { phone_number_id: String, error: MetaError },
+    /// Any other webhook field (template, account, quality, preferences, echoes, …).
+    MetaChange {
+        waba_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        value: Value,
+    },
+}
+
+impl Event {
+    /// The key under which this event's effects are made idempotent: the wamid for a message,
+    /// `(wamid, status)` for a status. Errors and other changes carry no identity of their own.
+    pub fn idempotency_key(&self) -> Option<String> {
+        match self {
+            Event::MetaMessage { message, .. } => Some(format!("wa:msg:{}", message.id)),
+            Event::MetaStatus { status, .. } => Some(format!("wa:status:{}:{}", status.id, status.status)),
+            Event::MetaError { .. } | Event::MetaChange { .. } => None,
+        }
+    }
+
+    /// A short, low-cardinality name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::MetaMessage { .. } => "message",
+            Event::MetaStatus { .. } => "status",
+            Event::MetaError { .. } => "error",
+            Event::MetaChange { .. } => "change",
+        }
+    }
+}
+
+impl Envelope {
+    /// A new envelope at schema [`SCHEMA_VERSION`], with its event id derived as documented.
+    pub fn new(
+        source: Source,
+        conversation_key: ConversationKey,
+        occurred_at: Option<DateTime<Utc>>,
+        received_at: DateTime<Utc>,
+        raw: Option<RawRef>,
+        event: Event,
+    ) -> Self {
+        let event_id = match event.idempotency_key() {
+            Some(key) => Uuid::new_v5(&EVENT_ID_NAMESPACE, key.as_bytes()),
+            None => Uuid::now_v7(),
+        };
+        Self {
+            event_id,
+            tenant: None,
+            conversation_key,
+            source,
+            schema_version: SCHEMA_VERSION,
+            occurred_at,
+            received_at,
+            raw,
+            event,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // An envelope holds only strings, numbers and JSON values: encoding cannot fail.
+        serde_json::to_vec(self).expect("envelope serializes to JSON")
+    }
+
+    /// Decodes a record payload, refusing envelopes written by a newer schema version.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        if envelope.schema_version > SCHEMA_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(envelope.schema_version));
+        }
+        Ok(envelope)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a valid envelope: {0}")]
+    Invalid(#[from] serde_json::Error),
+    #[error("envelope schema version {0} is newer than this build understands ({SCHEMA_VERSION})")]
+    UnsupportedVersion(u16),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: &str, state: &str) -> Event {
+        let status = serde_json::from_value(serde_json::json!({
+            "id": id, "status": state, "timestamp": "1749416383", "recipient_id": "16505551234"
+        }))
+        .expect("status");
+        Event::MetaStatus { phone_number_id: "1065".into(), contact: None, status: Box::new(status) }
+    }
+
+    #[test]
+    fn copies_of_one_update_share_an_event_id() {
+        let key = ConversationKey::conversation("1065", "16505551234");
+        let at = Utc::now();
+        let a = Envelope::new(Source::Meta, key.clone(), None, at, None, status("wamid.A", "read"));
+        let b = Envelope::new(Source::Meta, key.clone(), None, at, None, status("wamid.A", "read"));
+        let c = Envelope::new(Source::Meta, key, None, at, None, status("wamid.A", "delivered"));
+        assert_eq!(a.event_id, b.event_id);
+        assert_ne!(a.event_id, c.event_id);
+    }
+
+    #[test]
+    fn round_trips_and_refuses_newer_versions() {
+        let key = ConversationKey::conversation("1065", "16505551234");
+        let mut envelope = Envelope::new(Source::Meta, key, None, Utc::now(), None, status("wamid.A", "sent"));
+        let decoded = Envelope::from_json(&envelope.to_json()).expect("decodes");
+        assert_eq!(decoded, envelope);
+        envelope.schema_version = SCHEMA_VERSION + 1;
+        assert!(matches!(
+            Envelope::from_json(&envelope.to_json()),
+            Err(EnvelopeError::UnsupportedVersion(v)) if v == SCHEMA_VERSION + 1
+        ));
+    }
+}

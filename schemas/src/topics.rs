@@ -1,0 +1,82 @@
+//! The topic registry: every topic wabaflow writes, with its key, partition count and schema.
+//!
+//! `wabaflow topics create` creates exactly these (plus each one's `.dlq` twin) and
+//! `docs/topics.md` documents them. Partition counts are fixed at creation: tansu cannot add
+//! partitions later and adding them on Kafka would move conversations between partitions.
+
+/// A registered topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topic {
+    pub name: &'static str,
+    /// What the record key is.
+    pub key: &'static str,
+    pub partitions: i32,
+    /// What the record value is.
+    pub schema: &'static str,
+    /// Whether the topic gets a `<name>.dlq` twin for records its consumers can never process.
+    pub has_dlq: bool,
+}
+
+/// Conversation topics have this many partitions: the ceiling on consumer parallelism per stage.
+pub const CONVERSATION_PARTITIONS: i32 = 12;
+
+/// Raw webhook bodies, byte for byte as received, for the S3 archive and for replay.
+pub const WEBHOOKS_RAW: Topic = Topic {
+    name: "webhooks.raw.v1",
+    key: "request id (UUID v7)",
+    partitions: 6,
+    schema: "raw request body; headers wabaflow-source, wabaflow-received-at, content-type, x-hub-signature-256",
+    has_dlq: false,
+};
+
+/// Every event split from Meta webhooks, before dedupe.
+pub const WA_INBOUND: Topic = Topic {
+    name: "wa.inbound.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON)",
+    has_dlq: true,
+};
+
+/// Meta events with every duplicate removed: each message and each (message, status) once.
+pub const WA_INBOUND_UNIQUE: Topic = Topic {
+    name: "wa.inbound.unique.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON)",
+    has_dlq: true,
+};
+
+/// Every registered topic.
+pub const ALL: &[Topic] = &[WEBHOOKS_RAW, WA_INBOUND, WA_INBOUND_UNIQUE];
+
+/// Suffix of a topic's dead-letter twin.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+impl Topic {
+    /// The full name under a deployment prefix (tests and tenants of a shared cluster use one).
+    pub fn qualified(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.name)
+    }
+
+    /// The dead-letter twin's full name.
+    pub fn dlq(&self, prefix: &str) -> String {
+        format!("{prefix}{}{DLQ_SUFFIX}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        for topic in ALL {
+            let parts: Vec<&str> = topic.name.split('.').collect();
+            assert!(parts.len() >= 3, "{} is <domain>.<what>.v<N>", topic.name);
+            let version = parts.last().expect("split yields at least one part");
+            assert!(version.starts_with('v') && version[1..].parse::<u32>().is_ok(), "{}", topic.name);
+        }
+        assert_eq!(WA_INBOUND.dlq("t1-"), "t1-wa.inbound.v1.dlq");
+    }
+}
