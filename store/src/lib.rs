@@ -1,1 +1,79 @@
-//! placeholder
+//! Hot state behind one trait, [`StateStore`], with a Redis ([`RedisStore`]) and an in-memory
+//! ([`MemoryStore`]) implementation; ScyllaDB joins them behind the same trait and the same
+//! conformance suite (`tests/conformance.rs`).
+//!
+//! So far the store holds what dedupe needs: *claims*. A claim makes a key's effect happen once
+//! even though Kafka delivers at least once — see [`Claim`] for the protocol.
+
+mod memory;
+mod redis_store;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+/// What [`StateStore::claim`] found.
+///
+/// The owner is the identity of the *record* doing the work (topic, partition, offset), so a record
+/// that Kafka redelivers after a crash is recognised as the same owner, while a second copy of the
+/// same update (Meta retrying a webhook) is a different record and therefore a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody held the key: it is now ours, pending.
+    New,
+    /// We claimed it before and never completed: a crash interrupted us, do the work again.
+    Resumed,
+    /// We claimed and completed it before: this is a redelivery of finished work.
+    Completed,
+    /// Another owner holds it: a duplicate.
+    Taken,
+}
+
+impl Claim {
+    /// Whether the caller should perform the effect.
+    pub fn proceeds(self) -> bool {
+        matches!(self, Claim::New | Claim::Resumed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service did not answer or refused: retrying later can help.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Hot conversation state. Every method is atomic with respect to other callers.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Claims `key` for `owner` for `ttl`, atomically. See [`Claim`].
+    async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError>;
+
+    /// Marks `owner`'s claim on `key` as completed, keeping its expiry. A claim held by another
+    /// owner is left alone.
+    async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// A short name for logs and metrics (`memory`, `redis`).
+    fn backend(&self) -> &'static str;
+}
+
+/// Encoded claim values, shared by the implementations so that they agree byte for byte.
+fn pending(owner: &str) -> String {
+    format!("pending:{owner}")
+}
+
+fn completed(owner: &str) -> String {
+    format!("done:{owner}")
+}
+
+fn classify(current: Option<&str>, owner: &str) -> Claim {
+    match current {
+        None => Claim::New,
+        Some(value) if value == pending(owner) => Claim::Resumed,
+        Some(value) if value == completed(owner) => Claim::Completed,
+        Some(_) => Claim::Taken,
+    }
+}

@@ -1,0 +1,98 @@
+//! The Redis store: single-node production and the store the integration tests run against.
+//!
+//! Claims are one Lua script (GET, then SET … PX if absent), so concurrent claimers on any number
+//! of wabaflow processes see exactly one `New`. Keys are namespaced by a prefix.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::{completed, pending, Claim, StateStore, StoreError};
+
+const CLAIM: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 0
+end
+if current == ARGV[1] then return 1 end
+if current == ARGV[2] then return 2 end
+return 3
+";
+
+const COMPLETE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
+return 0
+";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    claim: Script,
+    complete: Script,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://127.0.0.1:6379`); every key is stored under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let connection = client.get_connection_manager().await.map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_owned(),
+            claim: Script::new(CLAIM),
+            complete: Script::new(COMPLETE),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError> {
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let found: i64 = self
+            .claim
+            .key(self.key(key))
+            .arg(pending(owner))
+            .arg(completed(owner))
+            .arg(ttl_ms)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(match found {
+            0 => Claim::New,
+            1 => Claim::Resumed,
+            2 => Claim::Completed,
+            _ => Claim::Taken,
+        })
+    }
+
+    async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .complete
+            .key(self.key(key))
+            .arg(pending(owner))
+            .arg(completed(owner))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
