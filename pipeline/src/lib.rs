@@ -1,1 +1,22 @@
-//! placeholder
+//! The runtime every wabaflow role shares: configuration ([`config`]), the Kafka [`producer`] and
+//! the stage [`runner`] that owns all consumer mechanics, [`telemetry`] (metrics, `/healthz`,
+//! `/readyz`), [`shutdown`] and topic administration ([`topics`]).
+//!
+//! Components (edges, stages, sinks) never touch rdkafka: an edge hands [`producer::Record`]s to
+//! the [`producer::Producer`]; a stage implements [`stage::Stage`] and a runner drives it.
+
+pub mod backoff;
+pub mod config;
+pub mod kafka;
+pub mod producer;
+pub mod runner;
+pub mod shutdown;
+pub mod stage;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::Config;
+pub use producer::{ProduceError, Producer, Record};
+pub use runner::{RunnerError, StageRunner};
+pub use shutdown::Shutdown;
+pub use stage::{Context, Origin, Outcome, Stage, StageError};

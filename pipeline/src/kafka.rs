@@ -1,0 +1,38 @@
+//! librdkafka client settings shared by every producer and consumer.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Producer settings: the guarantees in ARCHITECTURE.md live here.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        // Durable before acknowledged: every in-sync replica has the record.
+        .set("acks", "all")
+        // No duplicates or reordering from the producer's own retries.
+        .set("enable.idempotence", "true")
+        // Java's default partitioner: Java and Go consumers agree on a key's partition.
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
+        .set("queue.buffering.max.messages", kafka.producer_queue_messages.to_string())
+        .set("linger.ms", "2");
+    config
+}
+
+/// Consumer settings for a stage runner: offsets are stored by the runner only after the outputs
+/// of a record are acked, and auto-committed from that store.
+pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000");
+    config
+}

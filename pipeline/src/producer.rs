@@ -1,0 +1,116 @@
+//! The idempotent producer every role writes through.
+//!
+//! [`Producer::send_all`] enqueues a set of records and resolves when the broker acked *every* one
+//! of them — the "durable before acknowledged" rule of the edges and the "offsets after outputs"
+//! rule of the runners both rest on it. A full local queue is reported as
+//! [`ProduceError::Backpressure`] at once rather than waited out.
+
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+
+use crate::config::KafkaConfig;
+use crate::kafka::producer_config;
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The full topic name (already prefixed).
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn new(topic: impl Into<String>, key: Option<String>, payload: Vec<u8>) -> Self {
+        Self { topic: topic.into(), key, payload, headers: Vec::new() }
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Where the broker put an acked record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The local queue is full: the broker is slower than the input. Not a failure; shed load.
+    #[error("producer queue is full")]
+    Backpressure,
+    /// The broker did not take the record within `message.timeout.ms`, or refused it.
+    #[error("kafka did not acknowledge a record: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The producer was dropped while the record was in flight (shutdown).
+    #[error("producer closed while a record was in flight")]
+    Closed,
+}
+
+/// A cheaply clonable handle on one librdkafka producer.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+/// A record on its way to the broker.
+pub struct Pending(DeliveryFuture);
+
+impl Pending {
+    pub async fn acked(self) -> Result<Ack, ProduceError> {
+        match self.0.await {
+            Ok(Ok(delivery)) => Ok(Ack { partition: delivery.partition, offset: delivery.offset }),
+            Ok(Err((err, _))) => Err(ProduceError::Kafka(err)),
+            Err(_canceled) => Err(ProduceError::Closed),
+        }
+    }
+}
+
+impl Producer {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+        Ok(Self { inner: producer_config(kafka).create()? })
+    }
+
+    /// Enqueues one record without waiting for the broker.
+    pub fn enqueue(&self, record: &Record) -> Result<Pending, ProduceError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        let mut future = FutureRecord::to(&record.topic).payload(&record.payload).headers(headers);
+        if let Some(key) = &record.key {
+            future = future.key(key);
+        }
+        match self.inner.send_result(future) {
+            Ok(delivery) => Ok(Pending(delivery)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(ProduceError::Backpressure),
+            Err((err, _)) => Err(ProduceError::Kafka(err)),
+        }
+    }
+
+    /// Enqueues every record, then waits until the broker acked all of them. Acks come back in
+    /// the order of `records`.
+    pub async fn send_all(&self, records: &[Record]) -> Result<Vec<Ack>, ProduceError> {
+        let pending = records.iter().map(|r| self.enqueue(r)).collect::<Result<Vec<_>, _>>()?;
+        try_join_all(pending.into_iter().map(Pending::acked)).await
+    }
+
+    /// Waits up to `timeout` for every queued record to be acked (on shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.flush(timeout)
+    }
+
+    /// Fetches cluster metadata: a cheap reachability probe for `/readyz`.
+    pub fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.client().fetch_metadata(None, timeout).map(|_| ())
+    }
+}

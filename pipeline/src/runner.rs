@@ -1,0 +1,334 @@
+//! [`StageRunner`]: drives a [`Stage`] from its input topic to its output topic, at least once.
+//!
+//! The rules it owns (docs/component.md):
+//! - records of a partition are processed one after another, in offset order;
+//! - a record's outputs are enqueued to the producer before the next record is processed (so they
+//!   keep their order per key), and its offset is stored only after every output was acked and
+//!   [`Stage::acked`] ran — a separate task awaits the acks in order and stores offsets;
+//! - offsets are auto-committed from that store every second, synchronously committed when
+//!   partitions are revoked and on shutdown;
+//! - an undecodable record or a [`StageError::Invalid`] goes to the input's `.dlq` twin with the
+//!   original bytes and the reason; [`StageError::Unavailable`] is retried with backoff and never
+//!   skipped; [`StageError::Internal`] stops the runner;
+//! - when `max_in_flight` records await acks the runner pauses its partitions (backpressure, no
+//!   drops) and resumes them once the oldest record is done;
+//! - a failed produce restarts the consumer from the last committed offset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use wabaflow_schemas::Envelope;
+
+use crate::backoff::Backoff;
+use crate::config::KafkaConfig;
+use crate::kafka::consumer_config;
+use crate::producer::{Pending, ProduceError, Producer, Record};
+use crate::shutdown::Shutdown;
+use crate::stage::{Context, Origin, Outcome, Stage, StageError};
+use crate::telemetry::{metrics, Health};
+
+/// Header naming the record an output (or a dead letter) was made from.
+pub const ORIGIN_HEADER: &str = "wabaflow-origin";
+/// Header carrying the reason a record was dead-lettered.
+pub const ERROR_HEADER: &str = "wabaflow-error";
+/// Header naming the stage that dead-lettered a record.
+pub const STAGE_HEADER: &str = "wabaflow-stage";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("an output was not acknowledged: {0}")]
+    Produce(#[from] ProduceError),
+    #[error("stage {stage} failed: {reason}")]
+    Internal { stage: &'static str, reason: String },
+}
+
+pub struct StageRunner<S: Stage> {
+    stage: Arc<S>,
+    kafka: KafkaConfig,
+    producer: Producer,
+    health: Health,
+}
+
+/// A processed record waiting for its outputs' acks.
+struct InFlight<R> {
+    origin: Origin,
+    acks: Vec<Pending>,
+    receipt: Option<R>,
+}
+
+impl<S: Stage> StageRunner<S> {
+    pub fn new(stage: S, kafka: &KafkaConfig, producer: Producer, health: Health) -> Self {
+        Self { stage: Arc::new(stage), kafka: kafka.clone(), producer, health }
+    }
+
+    /// Runs until `shutdown`. Kafka and produce failures restart the consumer (with backoff) from
+    /// the last committed offset; an internal error of the stage is returned.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), RunnerError> {
+        let name = self.stage.name();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            match self.run_consumer(&shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(err @ RunnerError::Internal { .. }) => return Err(err),
+                Err(err) => {
+                    self.health.set(&health_key(name), false);
+                    warn!(stage = name, error = %err, "restarting consumer from the last committed offset");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_consumer(&self, shutdown: &Shutdown) -> Result<(), RunnerError> {
+        let name = self.stage.name();
+        let input = self.stage.input().qualified(&self.kafka.topic_prefix);
+        let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
+            consumer_config(&self.kafka, &self.kafka.group_id(name)).create_with_context(RunnerContext { stage: name })?,
+        );
+        consumer.subscribe(&[&input])?;
+        self.health.set(&health_key(name), true);
+        info!(stage = name, topic = %input, "consuming");
+
+        let (queue, in_flight) = mpsc::channel::<InFlight<S::Receipt>>(self.kafka.max_in_flight.max(1));
+        let failed = CancellationToken::new();
+        let committer = tokio::spawn(store_offsets_in_order(
+            self.stage.clone(),
+            consumer.clone(),
+            in_flight,
+            failed.clone(),
+        ));
+
+        let outcome: Result<(), RunnerError> = async {
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = failed.cancelled() => return Ok(()),
+                    message = consumer.recv() => message,
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(err) => {
+                        // librdkafka reports broker trouble here and recovers by itself.
+                        warn!(stage = name, error = %err, "consumer error");
+                        continue;
+                    }
+                };
+                let Some(item) = self.handle(&message, shutdown).await? else { return Ok(()) };
+                drop(message);
+                if queue.capacity() == 0 {
+                    pause(&*consumer, true);
+                    let sent = queue.send(item).await;
+                    pause(&*consumer, false);
+                    if sent.is_err() {
+                        return Ok(());
+                    }
+                } else if queue.send(item).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+
+        // Let the committer finish what was produced, then commit what it stored.
+        drop(queue);
+        let drained = committer.await.unwrap_or_else(|join| {
+            Err(RunnerError::Internal { stage: name, reason: format!("offset task panicked: {join}") })
+        });
+        commit(&*consumer, name);
+        self.health.set(&health_key(name), false);
+        outcome.and(drained)
+    }
+
+    /// Processes one record and enqueues its outputs. `None` when shutdown interrupted a retry.
+    async fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &Shutdown,
+    ) -> Result<Option<InFlight<S::Receipt>>, RunnerError> {
+        let name = self.stage.name();
+        let m = metrics();
+        m.stage_consumed.with_label_values(&[name]).inc();
+        let origin = Origin { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
+        let cx = Context { origin };
+        let payload = message.payload().unwrap_or_default();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        loop {
+            let event = match Envelope::from_json(payload) {
+                Ok(event) => event,
+                Err(err) => return self.dead_letter(message, cx.origin, &err.to_string()).map(Some),
+            };
+            match self.stage.process(event, &cx).await {
+                Ok(Outcome::Emit(events, receipt)) => {
+                    let output = self.stage.output().qualified(&self.kafka.topic_prefix);
+                    let mut acks = Vec::with_capacity(events.len());
+                    for event in &events {
+                        let record = Record::new(&output, Some(event.conversation_key.to_string()), event.to_json())
+                            .header(ORIGIN_HEADER, cx.origin.to_string());
+                        acks.push(self.enqueue(&record, shutdown).await?);
+                    }
+                    m.stage_emitted.with_label_values(&[name]).inc_by(events.len() as u64);
+                    return Ok(Some(InFlight { origin: cx.origin, acks, receipt: Some(receipt) }));
+                }
+                Ok(Outcome::Discard(reason)) => {
+                    m.stage_discarded.with_label_values(&[name, reason]).inc();
+                    return Ok(Some(InFlight { origin: cx.origin, acks: Vec::new(), receipt: None }));
+                }
+                Err(StageError::Invalid(reason)) => return self.dead_letter(message, cx.origin, &reason).map(Some),
+                Err(StageError::Unavailable(reason)) => {
+                    m.stage_retries.with_label_values(&[name]).inc();
+                    let delay = backoff.next_delay();
+                    warn!(stage = name, origin = %cx.origin, attempt = backoff.attempts(), ?delay, %reason, "retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(StageError::Internal(reason)) => return Err(RunnerError::Internal { stage: name, reason }),
+            }
+        }
+    }
+
+    /// Sends the original record, bytes and headers unchanged, to the input's dead-letter twin.
+    fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        origin: Origin,
+        reason: &str,
+    ) -> Result<InFlight<S::Receipt>, RunnerError> {
+        let name = self.stage.name();
+        metrics().stage_dead_lettered.with_label_values(&[name]).inc();
+        warn!(stage = name, %origin, %reason, "dead-lettering record");
+        let mut record = Record::new(
+            self.stage.input().dlq(&self.kafka.topic_prefix),
+            message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            message.payload().unwrap_or_default().to_vec(),
+        );
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                record = record.header(header.key, header.value.unwrap_or_default());
+            }
+        }
+        let record = record
+            .header(ORIGIN_HEADER, origin.to_string())
+            .header(STAGE_HEADER, name)
+            .header(ERROR_HEADER, reason);
+        let ack = self.producer.enqueue(&record)?;
+        Ok(InFlight { origin, acks: vec![ack], receipt: None })
+    }
+
+    /// Enqueues, waiting while the producer's queue is full (the committer drains it meanwhile).
+    async fn enqueue(&self, record: &Record, shutdown: &Shutdown) -> Result<Pending, RunnerError> {
+        let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(500));
+        loop {
+            match self.producer.enqueue(record) {
+                Err(ProduceError::Backpressure) => {
+                    metrics().stage_backpressure.with_label_values(&[self.stage.name()]).inc();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(ProduceError::Closed.into()),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+}
+
+/// Awaits each in-flight record's acks in arrival order, runs the stage's `acked` hook, then
+/// stores the record's offset. Stops at the first failure: nothing after it may be committed.
+async fn store_offsets_in_order<S: Stage>(
+    stage: Arc<S>,
+    consumer: Arc<StreamConsumer<RunnerContext>>,
+    mut in_flight: mpsc::Receiver<InFlight<S::Receipt>>,
+    failed: CancellationToken,
+) -> Result<(), RunnerError> {
+    let name = stage.name();
+    while let Some(item) = in_flight.recv().await {
+        for ack in item.acks {
+            if let Err(err) = ack.acked().await {
+                error!(stage = name, origin = %item.origin, error = %err, "output not acknowledged");
+                failed.cancel();
+                return Err(err.into());
+            }
+        }
+        if let Some(receipt) = item.receipt {
+            let cx = Context { origin: item.origin.clone() };
+            match stage.acked(receipt, &cx).await {
+                Ok(()) => {}
+                Err(StageError::Internal(reason)) => {
+                    failed.cancel();
+                    return Err(RunnerError::Internal { stage: name, reason });
+                }
+                // The outputs are durable; the hook only narrows replays. If it failed, a later
+                // redelivery of this record is recognised as resumed work and re-emitted.
+                Err(err) => warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed"),
+            }
+        }
+        let Origin { topic, partition, offset } = &item.origin;
+        if let Err(err) = consumer.store_offset(topic, *partition, *offset) {
+            // The partition was revoked meanwhile: its new owner reprocesses the record.
+            debug!(stage = name, origin = %item.origin, error = %err, "offset not stored");
+        }
+    }
+    Ok(())
+}
+
+fn health_key(stage: &str) -> String {
+    format!("stage:{stage}")
+}
+
+fn pause(consumer: &StreamConsumer<RunnerContext>, paused: bool) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    if let Err(err) = result {
+        warn!(error = %err, paused, "could not change partition state");
+    } else if paused {
+        metrics().stage_paused.with_label_values(&[consumer.context().stage]).inc();
+    }
+}
+
+fn commit<C: Consumer<RunnerContext>>(consumer: &C, stage: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => warn!(stage, error = %err, "final commit failed"),
+    }
+}
+
+/// Commits stored offsets synchronously before partitions move to another instance, so that the
+/// new owner starts exactly after what this one finished.
+pub struct RunnerContext {
+    stage: &'static str,
+}
+
+impl ClientContext for RunnerContext {}
+
+impl ConsumerContext for RunnerContext {
+    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            info!(stage = self.stage, partitions = partitions.count(), "partitions revoked; committing");
+            commit(consumer, self.stage);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            info!(stage = self.stage, partitions = %describe(partitions), "partitions assigned");
+        }
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    partitions.elements().iter().map(|p| p.partition().to_string()).collect::<Vec<_>>().join(",")
+}

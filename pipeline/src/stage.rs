@@ -1,0 +1,73 @@
+//! The [`Stage`] trait: a function from one input event to output events, with injected state.
+//!
+//! A stage knows nothing of Kafka. The runner decodes the record into an [`Envelope`], calls
+//! [`Stage::process`], produces what it returns to [`Stage::output`], and only after the broker
+//! acked those outputs calls [`Stage::acked`] and stores the input's offset.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use wabaflow_schemas::{Envelope, Topic};
+
+/// Where the input record came from. Stable across redeliveries of the same record, which makes
+/// it the natural owner of an idempotency claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// What a stage sees besides the event.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub origin: Origin,
+}
+
+/// What to do with an input event.
+#[derive(Debug)]
+pub enum Outcome<R> {
+    /// Produce these events (possibly none) to the stage's output; then call
+    /// [`Stage::acked`] with the receipt.
+    Emit(Vec<Envelope>, R),
+    /// Produce nothing, on purpose, for a low-cardinality `reason` (it becomes a metric label).
+    Discard(&'static str),
+}
+
+/// Who is at fault, and therefore what the runner does.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The input can never be processed: dead-letter it with this reason and move on.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// An external service failed: retry with backoff, never skip the event.
+    #[error("external service unavailable: {0}")]
+    Unavailable(String),
+    /// Our own bug: stop the runner (the process restarts it from the last committed offset).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait Stage: Send + Sync + 'static {
+    /// Handed back after the outputs are acked (e.g. the claim to complete).
+    type Receipt: Send + 'static;
+
+    /// A verb: `dedupe`, `map`, `transform`. Names the consumer group and metric labels.
+    fn name(&self) -> &'static str;
+    fn input(&self) -> Topic;
+    fn output(&self) -> Topic;
+
+    async fn process(&self, event: Envelope, cx: &Context) -> Result<Outcome<Self::Receipt>, StageError>;
+
+    /// Called once the outputs of an event are durable, before its offset is stored.
+    async fn acked(&self, _receipt: Self::Receipt, _cx: &Context) -> Result<(), StageError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Logs, Prometheus metrics and the per-process admin server (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Metric names follow `wabaflow_<noun>_<unit>_total`; labels are low-cardinality (a stage, an
+//! edge, a reason, a status class — never a tenant, a number or a message id). docs/metrics.md
+//! lists them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec, Encoder, TextEncoder,
+};
+use serde_json::json;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use crate::shutdown::Shutdown;
+
+/// Every metric wabaflow exports, registered once in the default registry.
+pub struct Metrics {
+    pub stage_consumed: IntCounterVec,
+    pub stage_emitted: IntCounterVec,
+    pub stage_discarded: IntCounterVec,
+    pub stage_dead_lettered: IntCounterVec,
+    pub stage_retries: IntCounterVec,
+    pub stage_paused: IntCounterVec,
+    pub stage_backpressure: IntCounterVec,
+    pub edge_requests: IntCounterVec,
+    pub edge_request_seconds: HistogramVec,
+    pub edge_events: IntCounterVec,
+    pub edge_rejected: IntCounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    // Registration fails only on a duplicate name, which would be a bug in this list.
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        register_int_counter_vec!(name, help, labels).expect("metric names are unique")
+    };
+    Metrics {
+        stage_consumed: counter("wabaflow_stage_consumed_events_total", "Records a stage read.", &["stage"]),
+        stage_emitted: counter("wabaflow_stage_emitted_events_total", "Events a stage produced.", &["stage"]),
+        stage_discarded: counter(
+            "wabaflow_stage_discarded_events_total",
+            "Events a stage dropped on purpose, by reason (duplicate, replayed, …).",
+            &["stage", "reason"],
+        ),
+        stage_dead_lettered: counter(
+            "wabaflow_stage_dead_lettered_events_total",
+            "Records a stage sent to its input's dead-letter topic.",
+            &["stage"],
+        ),
+        stage_retries: counter(
+            "wabaflow_stage_retries_total",
+            "Retries of an event after an external service failed.",
+            &["stage"],
+        ),
+        stage_paused: counter(
+            "wabaflow_stage_pauses_total",
+            "Times a stage paused its partitions because too many events awaited acks.",
+            &["stage"],
+        ),
+        stage_backpressure: counter(
+            "wabaflow_stage_producer_full_total",
+            "Times a stage found the producer queue full.",
+            &["stage"],
+        ),
+        edge_requests: counter(
+            "wabaflow_edge_requests_total",
+            "HTTP requests an edge answered, by status code.",
+            &["edge", "status"],
+        ),
+        edge_request_seconds: register_histogram_vec!(
+            "wabaflow_edge_request_duration_seconds",
+            "Time from request to response at an edge, including the Kafka acks.",
+            &["edge"],
+            vec![0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        )
+        .expect("metric names are unique"),
+        edge_events: counter(
+            "wabaflow_edge_events_total",
+            "Events an edge made durable, by kind (message, status, error, change).",
+            &["edge", "kind"],
+        ),
+        edge_rejected: counter(
+            "wabaflow_edge_rejected_requests_total",
+            "Requests an edge refused, by reason.",
+            &["edge", "reason"],
+        ),
+    }
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Readiness of the components in this process. `/readyz` is 200 when every registered
+/// component reports ready.
+#[derive(Clone, Default)]
+pub struct Health {
+    components: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+impl Health {
+    pub fn set(&self, component: &str, ready: bool) {
+        self.lock().insert(component.to_owned(), ready);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        let components = self.lock();
+        !components.is_empty() && components.values().all(|ready| *ready)
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, bool> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+        self.components.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub fn admin_router(health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+/// Serves the admin endpoints on `listen` until shutdown.
+pub async fn serve_admin(listen: SocketAddr, health: Health, shutdown: Shutdown) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    info!(addr = %listener.local_addr()?, "admin server listening");
+    axum::serve(listener, admin_router(health))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn render_metrics() -> impl IntoResponse {
+    LazyLock::force(&METRICS);
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&prometheus::gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(health): State<Health>) -> impl IntoResponse {
+    let status = if health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": health.is_ready(), "components": health.snapshot() })))
+}
