@@ -96,14 +96,24 @@ fn typed_or_raw<T: serde::de::DeserializeOwned>(value: Value, wrap: fn(T) -> Cha
     }
 }
 
+impl ChangeValue {
+    /// The value as Meta sent it.
+    pub fn to_value(&self) -> Value {
+        match self {
+            ChangeValue::Messages(v) => to_value(&**v),
+            ChangeValue::TemplateStatus(v) => to_value(v),
+            ChangeValue::Account(v) => to_value(v),
+            ChangeValue::Quality(v) => to_value(v),
+            ChangeValue::Other(v) => v.clone(),
+        }
+    }
+}
+
 impl From<Change> for RawChange {
     fn from(change: Change) -> Self {
         let value = match change.value {
-            ChangeValue::Messages(v) => to_value(&*v),
-            ChangeValue::TemplateStatus(v) => to_value(&v),
-            ChangeValue::Account(v) => to_value(&v),
-            ChangeValue::Quality(v) => to_value(&v),
             ChangeValue::Other(v) => v,
+            typed => typed.to_value(),
         };
         RawChange { field: change.field, value, extra: change.extra }
     }
