@@ -1,17 +1,16 @@
-//! What every edge shares: JSON errors, the bounded body read, the durable-then-200 publish, and
-//! serving a router until shutdown.
+//! What every edge shares: JSON errors, the bounded body read, the durable-then-200 publish and
+//! request metrics.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 use wabaflow_pipeline::telemetry::metrics;
-use wabaflow_pipeline::{ProduceError, Producer, Record, Shutdown};
+use wabaflow_pipeline::{ProduceError, Producer, Record};
 
 /// A refusal: status, a stable machine-readable code and a sentence for people.
 #[derive(Debug)]
@@ -76,22 +75,4 @@ pub fn observe(edge: &'static str, started: Instant, result: &Result<Response, E
     };
     m.edge_requests.with_label_values(&[edge, status.as_str()]).inc();
     m.edge_request_seconds.with_label_values(&[edge]).observe(started.elapsed().as_secs_f64());
-}
-
-/// Binds `listen` and serves `router` until shutdown. Returns the bound address through `bound`
-/// so callers that asked for port 0 learn the real one.
-pub async fn serve(
-    name: &'static str,
-    listen: SocketAddr,
-    router: Router,
-    shutdown: Shutdown,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    info!(edge = name, %addr, "edge listening");
-    if let Some(bound) = bound {
-        let _ = bound.send(addr);
-    }
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

@@ -5,7 +5,6 @@
 //! lists them.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::extract::State;
@@ -17,10 +16,7 @@ use prometheus::{
     register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec, Encoder, TextEncoder,
 };
 use serde_json::json;
-use tracing::info;
 use tracing_subscriber::EnvFilter;
-
-use crate::shutdown::Shutdown;
 
 /// Every metric wabaflow exports, registered once in the default registry.
 pub struct Metrics {
@@ -99,9 +95,9 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr, filtered by `RUST_LOG` (else `default_level`, e.g. `info`).
+pub fn init_tracing(default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -137,15 +133,6 @@ pub fn admin_router(health: Health) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .with_state(health)
-}
-
-/// Serves the admin endpoints on `listen` until shutdown.
-pub async fn serve_admin(listen: SocketAddr, health: Health, shutdown: Shutdown) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    info!(addr = %listener.local_addr()?, "admin server listening");
-    axum::serve(listener, admin_router(health))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 async fn render_metrics() -> impl IntoResponse {

@@ -1,0 +1,277 @@
+//! `wabaflow demo`: the pipeline on embedded defaults — librdkafka's in-process mock cluster, the
+//! in-memory state store, no external service — driven by signed webhooks, with every step
+//! printed. `--once` exits 0 only when every expected outcome was observed; without it the node
+//! stays up with copy-pasteable curl examples.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use wabaflow_ingest::meta::{sign, SIGNATURE_HEADER};
+use wabaflow_pipeline::config::{Secret, StoreBackend};
+use wabaflow_pipeline::{Config, Shutdown};
+use wabaflow_schemas::topics::{WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
+use wabaflow_schemas::Envelope;
+use wabaflow_store::MemoryStore;
+
+use crate::node::{Node, Role};
+
+const APP_SECRET: &str = "demo-app-secret";
+const VERIFY_TOKEN: &str = "demo-verify-token";
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Run the scripted scenario, report, and exit (0 only if every outcome was observed).
+    #[arg(long)]
+    once: bool,
+    /// Where the Meta edge listens (port 0 picks a free one; `--once` defaults to that).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Where /metrics, /healthz and /readyz listen.
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+}
+
+/// Counts checks and prints them as they happen.
+#[derive(Default)]
+struct Report {
+    failed: Vec<String>,
+    passed: usize,
+}
+
+impl Report {
+    fn check(&mut self, ok: bool, what: impl Into<String>) {
+        let what = what.into();
+        println!("  {} {what}", if ok { "✓" } else { "✗" });
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed.push(what);
+        }
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let cluster = MockCluster::new(1).context("starting the in-process Kafka mock cluster")?;
+    let mut config = Config::default();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.store.backend = StoreBackend::Memory;
+    config.ingest.meta.app_secret = Secret::new(APP_SECRET);
+    config.ingest.meta.verify_token = Secret::new(VERIFY_TOKEN);
+    let ephemeral = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.ingest.listen = args.listen.unwrap_or(if args.once { ephemeral } else { config.ingest.listen });
+    config.admin.listen = args.admin_listen.unwrap_or(if args.once { ephemeral } else { config.admin.listen });
+    for (topic, partitions) in wabaflow_pipeline::topics::planned(&config.kafka) {
+        cluster.create_topic(&topic, partitions, 1).with_context(|| format!("creating {topic}"))?;
+    }
+
+    println!("wabaflow demo — embedded Kafka (librdkafka mock cluster at {}), in-memory state", config.kafka.brokers);
+    let shutdown = if args.once { Shutdown::new() } else { Shutdown::new().on_signals() };
+    let node = Node::start(&config, &Role::ALL, Some(std::sync::Arc::new(MemoryStore::new())), shutdown.clone()).await?;
+    let edge = node.ingest_addr.context("the ingest role is running")?;
+    let base = format!("http://{edge}/webhooks/meta");
+    println!("  Meta edge   http://{edge}/webhooks/meta    admin http://{}/metrics\n", node.admin_addr);
+
+    let observer = Observer::new(&config)?;
+    let report = scenario(&base).await?;
+    let report = observe(report, &observer).await;
+
+    println!("\n{} passed, {} failed", report.passed, report.failed.len());
+    if args.once {
+        shutdown.trigger();
+        node.wait().await?;
+        if !report.failed.is_empty() {
+            bail!("demo failed: {}", report.failed.join("; "));
+        }
+        return Ok(());
+    }
+    print_examples(&base);
+    node.wait().await
+}
+
+fn batch() -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+                    "contacts": [
+                        { "profile": { "name": "Maria Gómez" }, "wa_id": "5215512345678" },
+                        { "profile": { "name": "Kwame Mensah" }, "wa_id": "233201234567" }
+                    ],
+                    "messages": [
+                        { "from": "5215512345678", "id": "wamid.DEMO.1", "timestamp": "1767225600", "type": "text", "text": { "body": "Hola, ¿dónde está mi pedido?" } },
+                        { "from": "233201234567", "id": "wamid.DEMO.2", "timestamp": "1767225601", "type": "image",
+                          "image": { "id": "1479537139650973", "mime_type": "image/jpeg", "sha256": "Jm1rWkxHcXlLaXJITVdHVEJVc1hOdz09", "caption": "receipt" } }
+                    ]
+                }
+            }, {
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+                    "statuses": [{ "id": "wamid.DEMO.OUT.1", "status": "delivered", "timestamp": "1767225602", "recipient_id": "5215512345678",
+                                   "pricing": { "billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "service" } }]
+                }
+            }]
+        }]
+    })
+}
+
+async fn scenario(base: &str) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let mut report = Report::default();
+    let body = serde_json::to_vec(&batch())?;
+    let signature = sign(APP_SECRET.as_bytes(), &body);
+
+    println!("1. Meta verifies the callback URL (GET hub.challenge)");
+    let query = [("hub.mode", "subscribe"), ("hub.verify_token", VERIFY_TOKEN), ("hub.challenge", "1158201444")];
+    let response = http.get(base).query(&query).send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    report.check(status == 200 && text == "1158201444", format!("right token → {status} {text:?}"));
+    let query = [("hub.mode", "subscribe"), ("hub.verify_token", "guess"), ("hub.challenge", "1")];
+    let status = http.get(base).query(&query).send().await?.status().as_u16();
+    report.check(status == 403, format!("wrong token → {status}"));
+
+    println!("2. Meta posts a signed batch: 2 customer messages + 1 delivery status");
+    let response = post(&http, base, &body, Some(&signature)).await?;
+    report.check(
+        response.0 == 200 && response.1["events"] == 3,
+        format!("→ {} {} (200 only after Kafka acked the raw body and 3 events)", response.0, response.1),
+    );
+
+    println!("3. Meta retries the same batch (as it does for up to 7 days)");
+    let response = post(&http, base, &body, Some(&signature)).await?;
+    report.check(response.0 == 200, format!("→ {} (accepted again; dedupe will drop the copies)", response.0));
+
+    println!("4. Requests that must be refused, producing nothing");
+    let forged = sign(b"not-the-app-secret", &body);
+    let response = post(&http, base, &body, Some(&forged)).await?;
+    report.check(response.0 == 401, format!("bad signature → {} {}", response.0, response.1));
+    let response = post(&http, base, &body, None).await?;
+    report.check(response.0 == 401, format!("no signature → {} {}", response.0, response.1));
+    let garbage = br#"{"object": "whatsapp_business_account", "entry": [ "#;
+    let response = post(&http, base, garbage, Some(&sign(APP_SECRET.as_bytes(), garbage))).await?;
+    report.check(response.0 == 400, format!("invalid JSON → {} {}", response.0, response.1));
+    Ok(report)
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &[u8], signature: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let mut request = http.post(url).header("content-type", "application/json").body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header(SIGNATURE_HEADER, signature);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let json = response.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, json))
+}
+
+/// Reads what the pipeline wrote, from the beginning of each topic.
+struct Observer {
+    unique: StreamConsumer,
+    raw: StreamConsumer,
+}
+
+impl Observer {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let consumer = |topic: &str, partitions: i32| -> anyhow::Result<StreamConsumer> {
+            let consumer: StreamConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &config.kafka.brokers)
+                .set("group.id", "wabaflow-demo-observer")
+                .set("enable.auto.commit", "false")
+                .create()?;
+            let mut assignment = TopicPartitionList::new();
+            for partition in 0..partitions {
+                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            }
+            consumer.assign(&assignment)?;
+            Ok(consumer)
+        };
+        let prefix = &config.kafka.topic_prefix;
+        Ok(Self {
+            unique: consumer(&WA_INBOUND_UNIQUE.qualified(prefix), WA_INBOUND_UNIQUE.partitions)?,
+            raw: consumer(&WEBHOOKS_RAW.qualified(prefix), WEBHOOKS_RAW.partitions)?,
+        })
+    }
+}
+
+/// Waits (bounded) until dedupe has seen all six events, then checks what each topic holds.
+async fn observe(mut report: Report, observer: &Observer) -> Report {
+    println!("5. Downstream of dedupe (wa.inbound.unique.v1)");
+    let m = wabaflow_pipeline::telemetry::metrics();
+    let emitted = || m.stage_emitted.with_label_values(&["dedupe"]).get();
+    let duplicates = || m.stage_discarded.with_label_values(&["dedupe", "duplicate"]).get();
+    let settled = wait_until(Duration::from_secs(30), || emitted() + duplicates() >= 6).await;
+    report.check(
+        settled && duplicates() == 3,
+        format!("dedupe read 6 events and dropped {} duplicates (wabaflow_stage_discarded_events_total{{reason=\"duplicate\"}})", duplicates()),
+    );
+    let unique = collect(&observer.unique, 4, Duration::from_secs(5)).await;
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for payload in &unique {
+        if let Ok(envelope) = Envelope::from_json(payload) {
+            let what = envelope.event.idempotency_key().unwrap_or_else(|| envelope.event.kind().into());
+            by_key.entry(envelope.conversation_key.to_string()).or_default().push(what);
+        }
+    }
+    for (key, events) in &by_key {
+        println!("     conversation {key}: {}", events.join(", "));
+    }
+    report.check(unique.len() == 3, format!("exactly {} events downstream: 2 messages and 1 status, each once", unique.len()));
+
+    println!("6. Raw bodies kept for the S3 archive and replay (webhooks.raw.v1)");
+    let raw = collect(&observer.raw, 3, Duration::from_secs(5)).await;
+    report.check(raw.len() == 2, format!("{} raw bodies: both accepted POSTs, none of the refused ones", raw.len()));
+    report
+}
+
+/// Polls `condition` every 20 ms until it holds or `within` passes.
+async fn wait_until(within: Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+async fn collect(consumer: &StreamConsumer, want: usize, within: Duration) -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while payloads.len() < want {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => payloads.push(message.payload().unwrap_or_default().to_vec()),
+            Ok(Err(_)) => continue,
+            Err(_elapsed) => break,
+        }
+    }
+    payloads
+}
+
+fn print_examples(base: &str) {
+    println!(
+        r#"
+The node keeps running (Ctrl-C stops it). Try it:
+
+  # the verification handshake
+  curl -s '{base}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=42'
+
+  # a signed webhook
+  BODY='{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"106540352242922"}},"messages":[{{"from":"447700900123","id":"wamid.TRY.1","timestamp":"1767225700","type":"text","text":{{"body":"hi"}}}}]}}}}]}}]}}'
+  SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac {APP_SECRET} | sed 's/^.* //')
+  curl -s -H "X-Hub-Signature-256: sha256=$SIG" -H 'content-type: application/json' -d "$BODY" {base}
+"#
+    );
+}

@@ -1,0 +1,5 @@
+//! The `wabaflow` binary's library half: how roles become a running [`node::Node`], and the
+//! [`demo`]. `src/main.rs` is only the CLI over these; integration tests start nodes in-process.
+
+pub mod demo;
+pub mod node;
