@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use serde_json::{json, Value};
-use wabaflow_ingest::meta::{sign, SIGNATURE_HEADER};
+use serde_json::{Value, json};
+use wabaflow_ingest::meta::{SIGNATURE_HEADER, sign};
 use wabaflow_pipeline::config::{Secret, StoreBackend};
 use wabaflow_pipeline::{Config, Shutdown};
-use wabaflow_schemas::topics::{WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
 use wabaflow_schemas::Envelope;
+use wabaflow_schemas::topics::{WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
 use wabaflow_store::MemoryStore;
 
 use crate::node::{Node, Role};
@@ -63,18 +63,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.ingest.meta.app_secret = Secret::new(APP_SECRET);
     config.ingest.meta.verify_token = Secret::new(VERIFY_TOKEN);
     let ephemeral = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.ingest.listen = args.listen.unwrap_or(if args.once { ephemeral } else { config.ingest.listen });
-    config.admin.listen = args.admin_listen.unwrap_or(if args.once { ephemeral } else { config.admin.listen });
+    config.ingest.listen = args.listen.unwrap_or(if args.once {
+        ephemeral
+    } else {
+        config.ingest.listen
+    });
+    config.admin.listen = args.admin_listen.unwrap_or(if args.once {
+        ephemeral
+    } else {
+        config.admin.listen
+    });
     for (topic, partitions) in wabaflow_pipeline::topics::planned(&config.kafka) {
-        cluster.create_topic(&topic, partitions, 1).with_context(|| format!("creating {topic}"))?;
+        cluster
+            .create_topic(&topic, partitions, 1)
+            .with_context(|| format!("creating {topic}"))?;
     }
 
-    println!("wabaflow demo — embedded Kafka (librdkafka mock cluster at {}), in-memory state", config.kafka.brokers);
-    let shutdown = if args.once { Shutdown::new() } else { Shutdown::new().on_signals() };
-    let node = Node::start(&config, &Role::ALL, Some(std::sync::Arc::new(MemoryStore::new())), shutdown.clone()).await?;
+    println!(
+        "wabaflow demo — embedded Kafka (librdkafka mock cluster at {}), in-memory state",
+        config.kafka.brokers
+    );
+    let shutdown = if args.once {
+        Shutdown::new()
+    } else {
+        Shutdown::new().on_signals()
+    };
+    let node = Node::start(
+        &config,
+        &Role::ALL,
+        Some(std::sync::Arc::new(MemoryStore::new())),
+        shutdown.clone(),
+    )
+    .await?;
     let edge = node.ingest_addr.context("the ingest role is running")?;
     let base = format!("http://{edge}/webhooks/meta");
-    println!("  Meta edge   http://{edge}/webhooks/meta    admin http://{}/metrics\n", node.admin_addr);
+    println!(
+        "  Meta edge   http://{edge}/webhooks/meta    admin http://{}/metrics\n",
+        node.admin_addr
+    );
 
     let observer = Observer::new(&config)?;
     let report = scenario(&base).await?;
@@ -127,18 +153,31 @@ fn batch() -> Value {
 }
 
 async fn scenario(base: &str) -> anyhow::Result<Report> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
     let mut report = Report::default();
     let body = serde_json::to_vec(&batch())?;
     let signature = sign(APP_SECRET.as_bytes(), &body);
 
     println!("1. Meta verifies the callback URL (GET hub.challenge)");
-    let query = [("hub.mode", "subscribe"), ("hub.verify_token", VERIFY_TOKEN), ("hub.challenge", "1158201444")];
+    let query = [
+        ("hub.mode", "subscribe"),
+        ("hub.verify_token", VERIFY_TOKEN),
+        ("hub.challenge", "1158201444"),
+    ];
     let response = http.get(base).query(&query).send().await?;
     let status = response.status().as_u16();
     let text = response.text().await?;
-    report.check(status == 200 && text == "1158201444", format!("right token → {status} {text:?}"));
-    let query = [("hub.mode", "subscribe"), ("hub.verify_token", "guess"), ("hub.challenge", "1")];
+    report.check(
+        status == 200 && text == "1158201444",
+        format!("right token → {status} {text:?}"),
+    );
+    let query = [
+        ("hub.mode", "subscribe"),
+        ("hub.verify_token", "guess"),
+        ("hub.challenge", "1"),
+    ];
     let status = http.get(base).query(&query).send().await?.status().as_u16();
     report.check(status == 403, format!("wrong token → {status}"));
 
@@ -146,27 +185,59 @@ async fn scenario(base: &str) -> anyhow::Result<Report> {
     let response = post(&http, base, &body, Some(&signature)).await?;
     report.check(
         response.0 == 200 && response.1["events"] == 3,
-        format!("→ {} {} (200 only after Kafka acked the raw body and 3 events)", response.0, response.1),
+        format!(
+            "→ {} {} (200 only after Kafka acked the raw body and 3 events)",
+            response.0, response.1
+        ),
     );
 
     println!("3. Meta retries the same batch (as it does for up to 7 days)");
     let response = post(&http, base, &body, Some(&signature)).await?;
-    report.check(response.0 == 200, format!("→ {} (accepted again; dedupe will drop the copies)", response.0));
+    report.check(
+        response.0 == 200,
+        format!(
+            "→ {} (accepted again; dedupe will drop the copies)",
+            response.0
+        ),
+    );
 
     println!("4. Requests that must be refused, producing nothing");
     let forged = sign(b"not-the-app-secret", &body);
     let response = post(&http, base, &body, Some(&forged)).await?;
-    report.check(response.0 == 401, format!("bad signature → {} {}", response.0, response.1));
+    report.check(
+        response.0 == 401,
+        format!("bad signature → {} {}", response.0, response.1),
+    );
     let response = post(&http, base, &body, None).await?;
-    report.check(response.0 == 401, format!("no signature → {} {}", response.0, response.1));
+    report.check(
+        response.0 == 401,
+        format!("no signature → {} {}", response.0, response.1),
+    );
     let garbage = br#"{"object": "whatsapp_business_account", "entry": [ "#;
-    let response = post(&http, base, garbage, Some(&sign(APP_SECRET.as_bytes(), garbage))).await?;
-    report.check(response.0 == 400, format!("invalid JSON → {} {}", response.0, response.1));
+    let response = post(
+        &http,
+        base,
+        garbage,
+        Some(&sign(APP_SECRET.as_bytes(), garbage)),
+    )
+    .await?;
+    report.check(
+        response.0 == 400,
+        format!("invalid JSON → {} {}", response.0, response.1),
+    );
     Ok(report)
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: &[u8], signature: Option<&str>) -> anyhow::Result<(u16, Value)> {
-    let mut request = http.post(url).header("content-type", "application/json").body(body.to_vec());
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
     if let Some(signature) = signature {
         request = request.header(SIGNATURE_HEADER, signature);
     }
@@ -199,7 +270,10 @@ impl Observer {
         };
         let prefix = &config.kafka.topic_prefix;
         Ok(Self {
-            unique: consumer(&WA_INBOUND_UNIQUE.qualified(prefix), WA_INBOUND_UNIQUE.partitions)?,
+            unique: consumer(
+                &WA_INBOUND_UNIQUE.qualified(prefix),
+                WA_INBOUND_UNIQUE.partitions,
+            )?,
             raw: consumer(&WEBHOOKS_RAW.qualified(prefix), WEBHOOKS_RAW.partitions)?,
         })
     }
@@ -210,7 +284,11 @@ async fn observe(mut report: Report, observer: &Observer) -> Report {
     println!("5. Downstream of dedupe (wa.inbound.unique.v1)");
     let m = wabaflow_pipeline::telemetry::metrics();
     let emitted = || m.stage_emitted.with_label_values(&["dedupe"]).get();
-    let duplicates = || m.stage_discarded.with_label_values(&["dedupe", "duplicate"]).get();
+    let duplicates = || {
+        m.stage_discarded
+            .with_label_values(&["dedupe", "duplicate"])
+            .get()
+    };
     let settled = wait_until(Duration::from_secs(30), || emitted() + duplicates() >= 6).await;
     report.check(
         settled && duplicates() == 3,
@@ -220,18 +298,36 @@ async fn observe(mut report: Report, observer: &Observer) -> Report {
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for payload in &unique {
         if let Ok(envelope) = Envelope::from_json(payload) {
-            let what = envelope.event.idempotency_key().unwrap_or_else(|| envelope.event.kind().into());
-            by_key.entry(envelope.conversation_key.to_string()).or_default().push(what);
+            let what = envelope
+                .event
+                .idempotency_key()
+                .unwrap_or_else(|| envelope.event.kind().into());
+            by_key
+                .entry(envelope.conversation_key.to_string())
+                .or_default()
+                .push(what);
         }
     }
     for (key, events) in &by_key {
         println!("     conversation {key}: {}", events.join(", "));
     }
-    report.check(unique.len() == 3, format!("exactly {} events downstream: 2 messages and 1 status, each once", unique.len()));
+    report.check(
+        unique.len() == 3,
+        format!(
+            "exactly {} events downstream: 2 messages and 1 status, each once",
+            unique.len()
+        ),
+    );
 
     println!("6. Raw bodies kept for the S3 archive and replay (webhooks.raw.v1)");
     let raw = collect(&observer.raw, 3, Duration::from_secs(5)).await;
-    report.check(raw.len() == 2, format!("{} raw bodies: both accepted POSTs, none of the refused ones", raw.len()));
+    report.check(
+        raw.len() == 2,
+        format!(
+            "{} raw bodies: both accepted POSTs, none of the refused ones",
+            raw.len()
+        ),
+    );
     report
 }
 

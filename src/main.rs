@@ -11,7 +11,11 @@ use wabaflow::demo;
 use wabaflow::node::{Node, Role};
 
 #[derive(Parser)]
-#[command(name = "wabaflow", version, about = "WhatsApp Business messaging pipeline on Kafka")]
+#[command(
+    name = "wabaflow",
+    version,
+    about = "WhatsApp Business messaging pipeline on Kafka"
+)]
 struct Cli {
     /// TOML configuration file; `WABAFLOW_*` environment variables override it.
     #[arg(long, short, env = "WABAFLOW_CONFIG", global = true)]
@@ -49,23 +53,35 @@ enum TopicsAction {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo narrates on stdout; only warnings go to the log there.
-    init_tracing(if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" });
+    init_tracing(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Run { roles } => {
             let config = load(cli.config)?;
-            let roles = if roles.is_empty() { Role::ALL.to_vec() } else { roles };
+            let roles = if roles.is_empty() {
+                Role::ALL.to_vec()
+            } else {
+                roles
+            };
             let node = Node::start(&config, &roles, None, Shutdown::new().on_signals()).await?;
             node.wait().await
         }
-        Command::Topics { action: TopicsAction::List } => {
+        Command::Topics {
+            action: TopicsAction::List,
+        } => {
             let config = load(cli.config)?;
             for (name, partitions) in wabaflow_pipeline::topics::planned(&config.kafka) {
                 println!("{name}\t{partitions}");
             }
             Ok(())
         }
-        Command::Topics { action: TopicsAction::Create } => {
+        Command::Topics {
+            action: TopicsAction::Create,
+        } => {
             let config = load(cli.config)?;
             let reports = wabaflow_pipeline::topics::create_all(&config.kafka)
                 .await

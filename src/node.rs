@@ -9,13 +9,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 use wabaflow_ingest::MetaEdge;
 use wabaflow_pipeline::config::StoreBackend;
-use wabaflow_pipeline::telemetry::{admin_router, Health};
+use wabaflow_pipeline::telemetry::{Health, admin_router};
 use wabaflow_pipeline::{Config, Producer, Shutdown, StageRunner};
 use wabaflow_stages::DedupeStage;
 use wabaflow_store::{MemoryStore, RedisStore, StateStore};
@@ -37,7 +37,9 @@ impl FromStr for Role {
         match s {
             "ingest" | "ingest:meta" => Ok(Role::Ingest),
             "stage:dedupe" => Ok(Role::Dedupe),
-            other => Err(format!("unknown role {other:?}; known roles: ingest, stage:dedupe")),
+            other => Err(format!(
+                "unknown role {other:?}; known roles: ingest, stage:dedupe"
+            )),
         }
     }
 }
@@ -107,7 +109,14 @@ impl Node {
             tasks.spawn(async move { runner.run(stop).await.context("stage:dedupe") });
         }
 
-        Ok(Node { admin_addr, ingest_addr, health, shutdown, tasks, producer })
+        Ok(Node {
+            admin_addr,
+            ingest_addr,
+            health,
+            shutdown,
+            tasks,
+            producer,
+        })
     }
 
     /// Waits until every role stopped (after shutdown) or one failed, then flushes the producer.
@@ -116,7 +125,10 @@ impl Node {
         while let Some(joined) = self.tasks.join_next().await {
             let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
             if let Err(err) = result {
-                error!(error = format!("{err:#}"), "a role failed; stopping the node");
+                error!(
+                    error = format!("{err:#}"),
+                    "a role failed; stopping the node"
+                );
                 self.shutdown.trigger();
                 if outcome.is_ok() {
                     outcome = Err(err);
@@ -141,7 +153,13 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     })
 }
 
-async fn serve(listener: TcpListener, router: axum::Router, shutdown: Shutdown) -> anyhow::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
     Ok(())
 }

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::warn;
 use wabaflow_pipeline::telemetry::metrics;
@@ -22,7 +22,11 @@ pub struct EdgeError {
 
 impl EdgeError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -32,7 +36,9 @@ impl IntoResponse for EdgeError {
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Meta and Genesys retry on their own schedule; this is a hint for other callers.
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -40,27 +46,50 @@ impl IntoResponse for EdgeError {
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 (before reading, when the
 /// client announced its length).
-pub async fn read_body(body: Body, content_length: Option<&HeaderValue>, limit: usize) -> Result<Bytes, EdgeError> {
-    let too_large =
-        || EdgeError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {limit} bytes"));
-    let announced = content_length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+pub async fn read_body(
+    body: Body,
+    content_length: Option<&HeaderValue>,
+    limit: usize,
+) -> Result<Bytes, EdgeError> {
+    let too_large = || {
+        EdgeError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body exceeds {limit} bytes"),
+        )
+    };
+    let announced = content_length
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// Writes `records` and answers only once the broker acked every one: 503 when it cannot.
 pub async fn publish(producer: &Producer, records: &[Record]) -> Result<(), EdgeError> {
-    producer.send_all(records).await.map(|_| ()).map_err(|err| match err {
-        ProduceError::Backpressure => {
-            EdgeError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the event log is saturated; retry later")
-        }
-        err => {
-            warn!(error = %err, "events not acknowledged by kafka");
-            EdgeError::new(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", "the event log did not acknowledge the events; retry later")
-        }
-    })
+    producer
+        .send_all(records)
+        .await
+        .map(|_| ())
+        .map_err(|err| match err {
+            ProduceError::Backpressure => EdgeError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the event log is saturated; retry later",
+            ),
+            err => {
+                warn!(error = %err, "events not acknowledged by kafka");
+                EdgeError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "log_unavailable",
+                    "the event log did not acknowledge the events; retry later",
+                )
+            }
+        })
 }
 
 /// Records the outcome of one request.
@@ -73,6 +102,10 @@ pub fn observe(edge: &'static str, started: Instant, result: &Result<Response, E
             err.status
         }
     };
-    m.edge_requests.with_label_values(&[edge, status.as_str()]).inc();
-    m.edge_request_seconds.with_label_values(&[edge]).observe(started.elapsed().as_secs_f64());
+    m.edge_requests
+        .with_label_values(&[edge, status.as_str()])
+        .inc();
+    m.edge_request_seconds
+        .with_label_values(&[edge])
+        .observe(started.elapsed().as_secs_f64());
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,13 +28,13 @@ use uuid::Uuid;
 use wabaflow_pipeline::config::{IngestConfig, MetaEdgeConfig};
 use wabaflow_pipeline::telemetry::metrics;
 use wabaflow_pipeline::{Producer, Record};
-use wabaflow_schemas::meta::{Webhook, WHATSAPP_OBJECT};
+use wabaflow_schemas::meta::{WHATSAPP_OBJECT, Webhook};
 use wabaflow_schemas::topics::{WA_INBOUND, WEBHOOKS_RAW};
 
-pub use decode::{split, Rejected, Split};
-pub use signature::{sign, verify, SignatureError, SIGNATURE_HEADER};
+pub use decode::{Rejected, Split, split};
+pub use signature::{SIGNATURE_HEADER, SignatureError, sign, verify};
 
-use crate::http::{observe, publish, read_body, EdgeError};
+use crate::http::{EdgeError, observe, publish, read_body};
 
 const EDGE: &str = "meta";
 
@@ -73,29 +73,49 @@ impl MetaEdge {
     }
 
     pub fn router(&self) -> Router {
-        Router::new().route("/webhooks/meta", get(verify_subscription).post(receive)).with_state(self.clone())
+        Router::new()
+            .route("/webhooks/meta", get(verify_subscription).post(receive))
+            .with_state(self.clone())
     }
 }
 
 /// Graph's handshake: `hub.mode=subscribe` and our verify token → 200 with `hub.challenge` as
 /// plain text; anything else → 403.
-async fn verify_subscription(State(edge): State<MetaEdge>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn verify_subscription(
+    State(edge): State<MetaEdge>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let expected = edge.inner.config.verify_token.expose().as_bytes();
     let mode_ok = query.get("hub.mode").is_some_and(|m| m == "subscribe");
     let token_ok = !expected.is_empty()
-        && query.get("hub.verify_token").is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected)));
+        && query
+            .get("hub.verify_token")
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected)));
     let response = match (mode_ok && token_ok, query.get("hub.challenge")) {
-        (true, Some(challenge)) => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge.clone()).into_response()
-        }
-        _ => EdgeError::new(StatusCode::FORBIDDEN, "verification_failed", "hub.mode or hub.verify_token is wrong")
+        (true, Some(challenge)) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            challenge.clone(),
+        )
             .into_response(),
+        _ => EdgeError::new(
+            StatusCode::FORBIDDEN,
+            "verification_failed",
+            "hub.mode or hub.verify_token is wrong",
+        )
+        .into_response(),
     };
-    metrics().edge_requests.with_label_values(&[EDGE, response.status().as_str()]).inc();
+    metrics()
+        .edge_requests
+        .with_label_values(&[EDGE, response.status().as_str()])
+        .inc();
     response
 }
 
-async fn receive(State(edge): State<MetaEdge>, headers: HeaderMap, body: Body) -> Result<Response, EdgeError> {
+async fn receive(
+    State(edge): State<MetaEdge>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, EdgeError> {
     let started = Instant::now();
     let result = edge.accept(&headers, body).await;
     observe(EDGE, started, &result);
@@ -106,16 +126,27 @@ impl MetaEdge {
     async fn accept(&self, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
         let inner = &self.inner;
         let body = read_body(body, headers.get(header::CONTENT_LENGTH), inner.body_limit).await?;
-        verify(inner.config.app_secret.expose().as_bytes(), headers.get(SIGNATURE_HEADER), &body).map_err(|err| {
-            EdgeError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string())
+        verify(
+            inner.config.app_secret.expose().as_bytes(),
+            headers.get(SIGNATURE_HEADER),
+            &body,
+        )
+        .map_err(|err| EdgeError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string()))?;
+        let webhook: Webhook = serde_json::from_slice(&body).map_err(|err| {
+            EdgeError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not a webhook: {err}"),
+            )
         })?;
-        let webhook: Webhook = serde_json::from_slice(&body)
-            .map_err(|err| EdgeError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not a webhook: {err}")))?;
         if webhook.object != WHATSAPP_OBJECT {
             return Err(EdgeError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_object",
-                format!("object is {:?}, expected {WHATSAPP_OBJECT:?}", webhook.object),
+                format!(
+                    "object is {:?}, expected {WHATSAPP_OBJECT:?}",
+                    webhook.object
+                ),
             ));
         }
 
@@ -125,24 +156,35 @@ impl MetaEdge {
         let request_header = request_id.to_string();
 
         let mut records = Vec::with_capacity(events.len() + rejected.len() + 1);
-        let mut raw = Record::new(&inner.raw_topic, Some(request_header.clone()), body.to_vec())
-            .header(SOURCE_HEADER, EDGE)
-            .header(RECEIVED_AT_HEADER, received_at.to_rfc3339());
+        let mut raw = Record::new(
+            &inner.raw_topic,
+            Some(request_header.clone()),
+            body.to_vec(),
+        )
+        .header(SOURCE_HEADER, EDGE)
+        .header(RECEIVED_AT_HEADER, received_at.to_rfc3339());
         if let Some(signature) = headers.get(SIGNATURE_HEADER) {
             raw = raw.header(SIGNATURE_HEADER, signature.as_bytes());
         }
         records.push(raw);
         for event in &events {
             records.push(
-                Record::new(&inner.events_topic, Some(event.conversation_key.to_string()), event.to_json())
-                    .header(REQUEST_ID_HEADER, request_header.as_str()),
+                Record::new(
+                    &inner.events_topic,
+                    Some(event.conversation_key.to_string()),
+                    event.to_json(),
+                )
+                .header(REQUEST_ID_HEADER, request_header.as_str()),
             );
         }
         for dead in &rejected {
             records.push(
                 Record::new(&inner.dlq_topic, dead.key.clone(), dead.payload.clone())
                     .header(REQUEST_ID_HEADER, request_header.as_str())
-                    .header(wabaflow_pipeline::runner::ERROR_HEADER, dead.reason.as_str())
+                    .header(
+                        wabaflow_pipeline::runner::ERROR_HEADER,
+                        dead.reason.as_str(),
+                    )
                     .header(wabaflow_pipeline::runner::STAGE_HEADER, "ingest:meta"),
             );
         }
@@ -150,9 +192,13 @@ impl MetaEdge {
 
         let m = metrics();
         for event in &events {
-            m.edge_events.with_label_values(&[EDGE, event.event.kind()]).inc();
+            m.edge_events
+                .with_label_values(&[EDGE, event.event.kind()])
+                .inc();
         }
-        m.edge_events.with_label_values(&[EDGE, "dead_letter"]).inc_by(rejected.len() as u64);
+        m.edge_events
+            .with_label_values(&[EDGE, "dead_letter"])
+            .inc_by(rejected.len() as u64);
         debug!(%request_id, events = events.len(), dead_letters = rejected.len(), "webhook accepted");
         Ok(Json(json!({ "status": "accepted", "request_id": request_id, "events": events.len(), "dead_letters": rejected.len() }))
             .into_response())

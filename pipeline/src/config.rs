@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,7 +27,9 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("WABAFLOW_").split("__")).extract()
+        figment
+            .merge(Env::prefixed("WABAFLOW_").split("__"))
+            .extract()
     }
 }
 
@@ -51,6 +53,11 @@ pub struct KafkaConfig {
     /// Events a stage runner may have in flight (produced, awaiting ack) before it pauses its
     /// partitions.
     pub max_in_flight: usize,
+    /// Stable identity of this process across restarts (e.g. a StatefulSet pod name). When set,
+    /// consumers use static group membership (`group.instance.id = {instance_id}.{stage}`): a
+    /// restarted instance takes its predecessor's partitions at once instead of waiting for the
+    /// group to notice the dead member.
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -63,6 +70,7 @@ impl Default for KafkaConfig {
             producer_queue_messages: 100_000,
             replication_factor: 1,
             max_in_flight: 1_000,
+            instance_id: None,
         }
     }
 }
@@ -86,7 +94,9 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9100)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+        }
     }
 }
 
@@ -108,7 +118,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { backend: StoreBackend::Redis, redis_url: "redis://127.0.0.1:6379".into(), key_prefix: "wabaflow:".into() }
+        Self {
+            backend: StoreBackend::Redis,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "wabaflow:".into(),
+        }
     }
 }
 
@@ -150,7 +164,9 @@ pub struct DedupeConfig {
 
 impl Default for DedupeConfig {
     fn default() -> Self {
-        Self { ttl_secs: 8 * 24 * 3600 }
+        Self {
+            ttl_secs: 8 * 24 * 3600,
+        }
     }
 }
 
@@ -175,7 +191,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(<redacted>)"
+        })
     }
 }
 
@@ -186,7 +206,10 @@ mod tests {
     #[test]
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("wabaflow.toml", "[kafka]\nbrokers = \"file:9092\"\ntopic_prefix = \"t-\"\n")?;
+            jail.create_file(
+                "wabaflow.toml",
+                "[kafka]\nbrokers = \"file:9092\"\ntopic_prefix = \"t-\"\n",
+            )?;
             jail.set_env("WABAFLOW_KAFKA__BROKERS", "env:9092");
             jail.set_env("WABAFLOW_INGEST__META__APP_SECRET", "s3cret");
             let config = Config::load(Some(Path::new("wabaflow.toml"))).expect("loads");
@@ -200,7 +223,10 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config = MetaEdgeConfig { app_secret: Secret::new("s3cret"), verify_token: Secret::default() };
+        let config = MetaEdgeConfig {
+            app_secret: Secret::new("s3cret"),
+            verify_token: Secret::default(),
+        };
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("<redacted>"));

@@ -16,15 +16,21 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         // Java's default partitioner: Java and Go consumers agree on a key's partition.
         .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
-        .set("queue.buffering.max.messages", kafka.producer_queue_messages.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            kafka.producer_queue_messages.to_string(),
+        )
         .set("linger.ms", "2");
     config
 }
 
 /// Consumer settings for a stage runner: offsets are stored by the runner only after the outputs
 /// of a record are acked, and auto-committed from that store.
-pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, stage: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
+    if let Some(instance) = &kafka.instance_id {
+        config.set("group.instance.id", format!("{instance}.{stage}"));
+    }
     config
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", group_id)

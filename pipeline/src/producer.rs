@@ -27,7 +27,12 @@ pub struct Record {
 
 impl Record {
     pub fn new(topic: impl Into<String>, key: Option<String>, payload: Vec<u8>) -> Self {
-        Self { topic: topic.into(), key, payload, headers: Vec::new() }
+        Self {
+            topic: topic.into(),
+            key,
+            payload,
+            headers: Vec::new(),
+        }
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
@@ -68,7 +73,10 @@ pub struct Pending(DeliveryFuture);
 impl Pending {
     pub async fn acked(self) -> Result<Ack, ProduceError> {
         match self.0.await {
-            Ok(Ok(delivery)) => Ok(Ack { partition: delivery.partition, offset: delivery.offset }),
+            Ok(Ok(delivery)) => Ok(Ack {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
             Ok(Err((err, _))) => Err(ProduceError::Kafka(err)),
             Err(_canceled) => Err(ProduceError::Closed),
         }
@@ -77,22 +85,31 @@ impl Pending {
 
 impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
-        Ok(Self { inner: producer_config(kafka).create()? })
+        Ok(Self {
+            inner: producer_config(kafka).create()?,
+        })
     }
 
     /// Enqueues one record without waiting for the broker.
     pub fn enqueue(&self, record: &Record) -> Result<Pending, ProduceError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (name, value) in &record.headers {
-            headers = headers.insert(Header { key: name, value: Some(value) });
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
         }
-        let mut future = FutureRecord::to(&record.topic).payload(&record.payload).headers(headers);
+        let mut future = FutureRecord::to(&record.topic)
+            .payload(&record.payload)
+            .headers(headers);
         if let Some(key) = &record.key {
             future = future.key(key);
         }
         match self.inner.send_result(future) {
             Ok(delivery) => Ok(Pending(delivery)),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(ProduceError::Backpressure),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(ProduceError::Backpressure)
+            }
             Err((err, _)) => Err(ProduceError::Kafka(err)),
         }
     }
@@ -100,7 +117,10 @@ impl Producer {
     /// Enqueues every record, then waits until the broker acked all of them. Acks come back in
     /// the order of `records`.
     pub async fn send_all(&self, records: &[Record]) -> Result<Vec<Ack>, ProduceError> {
-        let pending = records.iter().map(|r| self.enqueue(r)).collect::<Result<Vec<_>, _>>()?;
+        let pending = records
+            .iter()
+            .map(|r| self.enqueue(r))
+            .collect::<Result<Vec<_>, _>>()?;
         try_join_all(pending.into_iter().map(Pending::acked)).await
     }
 
@@ -111,6 +131,9 @@ impl Producer {
 
     /// Fetches cluster metadata: a cheap reachability probe for `/readyz`.
     pub fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.client().fetch_metadata(None, timeout).map(|_| ())
+        self.inner
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
     }
 }

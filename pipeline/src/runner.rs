@@ -32,7 +32,7 @@ use crate::kafka::consumer_config;
 use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
 use crate::stage::{Context, Origin, Outcome, Stage, StageError};
-use crate::telemetry::{metrics, Health};
+use crate::telemetry::{Health, metrics};
 
 /// Header naming the record an output (or a dead letter) was made from.
 pub const ORIGIN_HEADER: &str = "wabaflow-origin";
@@ -67,7 +67,12 @@ struct InFlight<R> {
 
 impl<S: Stage> StageRunner<S> {
     pub fn new(stage: S, kafka: &KafkaConfig, producer: Producer, health: Health) -> Self {
-        Self { stage: Arc::new(stage), kafka: kafka.clone(), producer, health }
+        Self {
+            stage: Arc::new(stage),
+            kafka: kafka.clone(),
+            producer,
+            health,
+        }
     }
 
     /// Runs until `shutdown`. Kafka and produce failures restart the consumer (with backoff) from
@@ -95,13 +100,15 @@ impl<S: Stage> StageRunner<S> {
         let name = self.stage.name();
         let input = self.stage.input().qualified(&self.kafka.topic_prefix);
         let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
-            consumer_config(&self.kafka, &self.kafka.group_id(name)).create_with_context(RunnerContext { stage: name })?,
+            consumer_config(&self.kafka, &self.kafka.group_id(name), name)
+                .create_with_context(RunnerContext { stage: name })?,
         );
         consumer.subscribe(&[&input])?;
         self.health.set(&health_key(name), true);
         info!(stage = name, topic = %input, "consuming");
 
-        let (queue, in_flight) = mpsc::channel::<InFlight<S::Receipt>>(self.kafka.max_in_flight.max(1));
+        let (queue, in_flight) =
+            mpsc::channel::<InFlight<S::Receipt>>(self.kafka.max_in_flight.max(1));
         let failed = CancellationToken::new();
         let committer = tokio::spawn(store_offsets_in_order(
             self.stage.clone(),
@@ -125,7 +132,9 @@ impl<S: Stage> StageRunner<S> {
                         continue;
                     }
                 };
-                let Some(item) = self.handle(&message, shutdown).await? else { return Ok(()) };
+                let Some(item) = self.handle(&message, shutdown).await? else {
+                    return Ok(());
+                };
                 drop(message);
                 if queue.capacity() == 0 {
                     pause(&*consumer, true);
@@ -144,7 +153,10 @@ impl<S: Stage> StageRunner<S> {
         // Let the committer finish what was produced, then commit what it stored.
         drop(queue);
         let drained = committer.await.unwrap_or_else(|join| {
-            Err(RunnerError::Internal { stage: name, reason: format!("offset task panicked: {join}") })
+            Err(RunnerError::Internal {
+                stage: name,
+                reason: format!("offset task panicked: {join}"),
+            })
         });
         commit(&*consumer, name);
         self.health.set(&health_key(name), false);
@@ -160,32 +172,56 @@ impl<S: Stage> StageRunner<S> {
         let name = self.stage.name();
         let m = metrics();
         m.stage_consumed.with_label_values(&[name]).inc();
-        let origin = Origin { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
+        let origin = Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
         let cx = Context { origin };
         let payload = message.payload().unwrap_or_default();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             let event = match Envelope::from_json(payload) {
                 Ok(event) => event,
-                Err(err) => return self.dead_letter(message, cx.origin, &err.to_string()).map(Some),
+                Err(err) => {
+                    return self
+                        .dead_letter(message, cx.origin, &err.to_string())
+                        .map(Some);
+                }
             };
             match self.stage.process(event, &cx).await {
                 Ok(Outcome::Emit(events, receipt)) => {
                     let output = self.stage.output().qualified(&self.kafka.topic_prefix);
                     let mut acks = Vec::with_capacity(events.len());
                     for event in &events {
-                        let record = Record::new(&output, Some(event.conversation_key.to_string()), event.to_json())
-                            .header(ORIGIN_HEADER, cx.origin.to_string());
+                        let record = Record::new(
+                            &output,
+                            Some(event.conversation_key.to_string()),
+                            event.to_json(),
+                        )
+                        .header(ORIGIN_HEADER, cx.origin.to_string());
                         acks.push(self.enqueue(&record, shutdown).await?);
                     }
-                    m.stage_emitted.with_label_values(&[name]).inc_by(events.len() as u64);
-                    return Ok(Some(InFlight { origin: cx.origin, acks, receipt: Some(receipt) }));
+                    m.stage_emitted
+                        .with_label_values(&[name])
+                        .inc_by(events.len() as u64);
+                    return Ok(Some(InFlight {
+                        origin: cx.origin,
+                        acks,
+                        receipt: Some(receipt),
+                    }));
                 }
                 Ok(Outcome::Discard(reason)) => {
                     m.stage_discarded.with_label_values(&[name, reason]).inc();
-                    return Ok(Some(InFlight { origin: cx.origin, acks: Vec::new(), receipt: None }));
+                    return Ok(Some(InFlight {
+                        origin: cx.origin,
+                        acks: Vec::new(),
+                        receipt: None,
+                    }));
                 }
-                Err(StageError::Invalid(reason)) => return self.dead_letter(message, cx.origin, &reason).map(Some),
+                Err(StageError::Invalid(reason)) => {
+                    return self.dead_letter(message, cx.origin, &reason).map(Some);
+                }
                 Err(StageError::Unavailable(reason)) => {
                     m.stage_retries.with_label_values(&[name]).inc();
                     let delay = backoff.next_delay();
@@ -195,7 +231,12 @@ impl<S: Stage> StageRunner<S> {
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
-                Err(StageError::Internal(reason)) => return Err(RunnerError::Internal { stage: name, reason }),
+                Err(StageError::Internal(reason)) => {
+                    return Err(RunnerError::Internal {
+                        stage: name,
+                        reason,
+                    });
+                }
             }
         }
     }
@@ -208,11 +249,16 @@ impl<S: Stage> StageRunner<S> {
         reason: &str,
     ) -> Result<InFlight<S::Receipt>, RunnerError> {
         let name = self.stage.name();
-        metrics().stage_dead_lettered.with_label_values(&[name]).inc();
+        metrics()
+            .stage_dead_lettered
+            .with_label_values(&[name])
+            .inc();
         warn!(stage = name, %origin, %reason, "dead-lettering record");
         let mut record = Record::new(
             self.stage.input().dlq(&self.kafka.topic_prefix),
-            message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
             message.payload().unwrap_or_default().to_vec(),
         );
         if let Some(headers) = message.headers() {
@@ -225,7 +271,11 @@ impl<S: Stage> StageRunner<S> {
             .header(STAGE_HEADER, name)
             .header(ERROR_HEADER, reason);
         let ack = self.producer.enqueue(&record)?;
-        Ok(InFlight { origin, acks: vec![ack], receipt: None })
+        Ok(InFlight {
+            origin,
+            acks: vec![ack],
+            receipt: None,
+        })
     }
 
     /// Enqueues, waiting while the producer's queue is full (the committer drains it meanwhile).
@@ -234,7 +284,10 @@ impl<S: Stage> StageRunner<S> {
         loop {
             match self.producer.enqueue(record) {
                 Err(ProduceError::Backpressure) => {
-                    metrics().stage_backpressure.with_label_values(&[self.stage.name()]).inc();
+                    metrics()
+                        .stage_backpressure
+                        .with_label_values(&[self.stage.name()])
+                        .inc();
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(ProduceError::Closed.into()),
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -264,19 +317,30 @@ async fn store_offsets_in_order<S: Stage>(
             }
         }
         if let Some(receipt) = item.receipt {
-            let cx = Context { origin: item.origin.clone() };
+            let cx = Context {
+                origin: item.origin.clone(),
+            };
             match stage.acked(receipt, &cx).await {
                 Ok(()) => {}
                 Err(StageError::Internal(reason)) => {
                     failed.cancel();
-                    return Err(RunnerError::Internal { stage: name, reason });
+                    return Err(RunnerError::Internal {
+                        stage: name,
+                        reason,
+                    });
                 }
                 // The outputs are durable; the hook only narrows replays. If it failed, a later
                 // redelivery of this record is recognised as resumed work and re-emitted.
-                Err(err) => warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed"),
+                Err(err) => {
+                    warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed")
+                }
             }
         }
-        let Origin { topic, partition, offset } = &item.origin;
+        let Origin {
+            topic,
+            partition,
+            offset,
+        } = &item.origin;
         if let Err(err) = consumer.store_offset(topic, *partition, *offset) {
             // The partition was revoked meanwhile: its new owner reprocesses the record.
             debug!(stage = name, origin = %item.origin, error = %err, "offset not stored");
@@ -290,12 +354,21 @@ fn health_key(stage: &str) -> String {
 }
 
 fn pause(consumer: &StreamConsumer<RunnerContext>, paused: bool) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let result = if paused {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
     if let Err(err) = result {
         warn!(error = %err, paused, "could not change partition state");
     } else if paused {
-        metrics().stage_paused.with_label_values(&[consumer.context().stage]).inc();
+        metrics()
+            .stage_paused
+            .with_label_values(&[consumer.context().stage])
+            .inc();
     }
 }
 
@@ -315,14 +388,26 @@ pub struct RunnerContext {
 impl ClientContext for RunnerContext {}
 
 impl ConsumerContext for RunnerContext {
-    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            info!(stage = self.stage, partitions = partitions.count(), "partitions revoked; committing");
+            info!(
+                stage = self.stage,
+                partitions = partitions.count(),
+                "partitions revoked; committing"
+            );
             commit(consumer, self.stage);
         }
     }
 
-    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Assign(partitions) = rebalance {
             info!(stage = self.stage, partitions = %describe(partitions), "partitions assigned");
         }
@@ -330,5 +415,10 @@ impl ConsumerContext for RunnerContext {
 }
 
 fn describe(partitions: &TopicPartitionList) -> String {
-    partitions.elements().iter().map(|p| p.partition().to_string()).collect::<Vec<_>>().join(",")
+    partitions
+        .elements()
+        .iter()
+        .map(|p| p.partition().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

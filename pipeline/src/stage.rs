@@ -64,7 +64,11 @@ pub trait Stage: Send + Sync + 'static {
     fn input(&self) -> Topic;
     fn output(&self) -> Topic;
 
-    async fn process(&self, event: Envelope, cx: &Context) -> Result<Outcome<Self::Receipt>, StageError>;
+    async fn process(
+        &self,
+        event: Envelope,
+        cx: &Context,
+    ) -> Result<Outcome<Self::Receipt>, StageError>;
 
     /// Called once the outputs of an event are durable, before its offset is stored.
     async fn acked(&self, _receipt: Self::Receipt, _cx: &Context) -> Result<(), StageError> {

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec, Encoder, TextEncoder,
+    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
+    register_int_counter_vec,
 };
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
@@ -39,8 +40,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         register_int_counter_vec!(name, help, labels).expect("metric names are unique")
     };
     Metrics {
-        stage_consumed: counter("wabaflow_stage_consumed_events_total", "Records a stage read.", &["stage"]),
-        stage_emitted: counter("wabaflow_stage_emitted_events_total", "Events a stage produced.", &["stage"]),
+        stage_consumed: counter(
+            "wabaflow_stage_consumed_events_total",
+            "Records a stage read.",
+            &["stage"],
+        ),
+        stage_emitted: counter(
+            "wabaflow_stage_emitted_events_total",
+            "Events a stage produced.",
+            &["stage"],
+        ),
         stage_discarded: counter(
             "wabaflow_stage_discarded_events_total",
             "Events a stage dropped on purpose, by reason (duplicate, replayed, …).",
@@ -75,7 +84,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "wabaflow_edge_request_duration_seconds",
             "Time from request to response at an edge, including the Kafka acks.",
             &["edge"],
-            vec![0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+            vec![
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0
+            ]
         )
         .expect("metric names are unique"),
         edge_events: counter(
@@ -97,8 +109,12 @@ pub fn metrics() -> &'static Metrics {
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_level`, e.g. `info`).
 pub fn init_tracing(default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Readiness of the components in this process. `/readyz` is 200 when every registered
@@ -123,7 +139,9 @@ impl Health {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
-        self.components.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.components
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -140,12 +158,23 @@ async fn render_metrics() -> impl IntoResponse {
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&prometheus::gather(), &mut body) {
-        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response(),
+        Ok(()) => (
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        )
+            .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
 
 async fn readyz(State(health): State<Health>) -> impl IntoResponse {
-    let status = if health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": health.is_ready(), "components": health.snapshot() })))
+    let status = if health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ready": health.is_ready(), "components": health.snapshot() })),
+    )
 }

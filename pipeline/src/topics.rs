@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientConfig;
-use wabaflow_schemas::topics::{Topic, ALL};
+use wabaflow_schemas::topics::{ALL, Topic};
 
 use crate::config::KafkaConfig;
 
@@ -23,7 +23,9 @@ pub fn planned(kafka: &KafkaConfig) -> Vec<(String, i32)> {
     ALL.iter()
         .flat_map(|topic: &Topic| {
             let main = (topic.qualified(&kafka.topic_prefix), topic.partitions);
-            let dlq = topic.has_dlq.then(|| (topic.dlq(&kafka.topic_prefix), topic.partitions));
+            let dlq = topic
+                .has_dlq
+                .then(|| (topic.dlq(&kafka.topic_prefix), topic.partitions));
             std::iter::once(main).chain(dlq)
         })
         .collect()
@@ -31,12 +33,19 @@ pub fn planned(kafka: &KafkaConfig) -> Vec<(String, i32)> {
 
 /// Creates what is missing; existing topics are reported, not changed.
 pub async fn create_all(kafka: &KafkaConfig) -> Result<Vec<TopicReport>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()?;
     let plan = planned(kafka);
     let new: Vec<NewTopic<'_>> = plan
         .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(kafka.replication_factor)))
+        .map(|(name, partitions)| {
+            NewTopic::new(
+                name,
+                *partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&new, &options).await?;
@@ -47,7 +56,11 @@ pub async fn create_all(kafka: &KafkaConfig) -> Result<Vec<TopicReport>, KafkaEr
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => false,
             Err((_, code)) => return Err(KafkaError::AdminOp(code)),
         };
-        reports.push(TopicReport { name: name.clone(), partitions: *partitions, created });
+        reports.push(TopicReport {
+            name: name.clone(),
+            partitions: *partitions,
+            created,
+        });
     }
     Ok(reports)
 }

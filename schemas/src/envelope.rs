@@ -111,7 +111,10 @@ pub enum Event {
         status: Box<Status>,
     },
     /// A value-level (system/app) error about a number.
-    MetaError { phone_number_id: String, error: MetaError },
+    MetaError {
+        phone_number_id: String,
+        error: MetaError,
+    },
     /// Any other webhook field (template, account, quality, preferences, echoes, …).
     MetaChange {
         waba_id: String,
@@ -127,7 +130,9 @@ impl Event {
     pub fn idempotency_key(&self) -> Option<String> {
         match self {
             Event::MetaMessage { message, .. } => Some(format!("wa:msg:{}", message.id)),
-            Event::MetaStatus { status, .. } => Some(format!("wa:status:{}:{}", status.id, status.status)),
+            Event::MetaStatus { status, .. } => {
+                Some(format!("wa:status:{}:{}", status.id, status.status))
+            }
             Event::MetaError { .. } | Event::MetaChange { .. } => None,
         }
     }
@@ -202,16 +207,41 @@ mod tests {
             "id": id, "status": state, "timestamp": "1749416383", "recipient_id": "16505551234"
         }))
         .expect("status");
-        Event::MetaStatus { phone_number_id: "1065".into(), contact: None, status: Box::new(status) }
+        Event::MetaStatus {
+            phone_number_id: "1065".into(),
+            contact: None,
+            status: Box::new(status),
+        }
     }
 
     #[test]
     fn copies_of_one_update_share_an_event_id() {
         let key = ConversationKey::conversation("1065", "16505551234");
         let at = Utc::now();
-        let a = Envelope::new(Source::Meta, key.clone(), None, at, None, status("wamid.A", "read"));
-        let b = Envelope::new(Source::Meta, key.clone(), None, at, None, status("wamid.A", "read"));
-        let c = Envelope::new(Source::Meta, key, None, at, None, status("wamid.A", "delivered"));
+        let a = Envelope::new(
+            Source::Meta,
+            key.clone(),
+            None,
+            at,
+            None,
+            status("wamid.A", "read"),
+        );
+        let b = Envelope::new(
+            Source::Meta,
+            key.clone(),
+            None,
+            at,
+            None,
+            status("wamid.A", "read"),
+        );
+        let c = Envelope::new(
+            Source::Meta,
+            key,
+            None,
+            at,
+            None,
+            status("wamid.A", "delivered"),
+        );
         assert_eq!(a.event_id, b.event_id);
         assert_ne!(a.event_id, c.event_id);
     }
@@ -219,7 +249,14 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_newer_versions() {
         let key = ConversationKey::conversation("1065", "16505551234");
-        let mut envelope = Envelope::new(Source::Meta, key, None, Utc::now(), None, status("wamid.A", "sent"));
+        let mut envelope = Envelope::new(
+            Source::Meta,
+            key,
+            None,
+            Utc::now(),
+            None,
+            status("wamid.A", "sent"),
+        );
         let decoded = Envelope::from_json(&envelope.to_json()).expect("decodes");
         assert_eq!(decoded, envelope);
         envelope.schema_version = SCHEMA_VERSION + 1;

@@ -27,7 +27,8 @@ impl UnixTime {
 
     /// The instant, when the value is a valid timestamp.
     pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
-        self.seconds().and_then(|secs| DateTime::from_timestamp(secs, 0))
+        self.seconds()
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
     }
 }
 
@@ -64,7 +65,10 @@ mod tests {
         let int: UnixTime = serde_json::from_str("1669233778").expect("integer form");
         assert_eq!(text.seconds(), Some(1_749_416_383));
         assert_eq!(int.seconds(), Some(1_669_233_778));
-        assert_eq!(serde_json::to_string(&text).expect("encode"), "\"1749416383\"");
+        assert_eq!(
+            serde_json::to_string(&text).expect("encode"),
+            "\"1749416383\""
+        );
         assert_eq!(serde_json::to_string(&int).expect("encode"), "1669233778");
         assert_eq!(UnixTime::Text("soon".into()).seconds(), None);
     }

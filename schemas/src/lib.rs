@@ -9,5 +9,5 @@ pub mod flex;
 pub mod meta;
 pub mod topics;
 
-pub use envelope::{ConversationKey, Envelope, Event, RawRef, Source, SCHEMA_VERSION};
+pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source};
 pub use topics::Topic;

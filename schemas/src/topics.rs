@@ -75,7 +75,11 @@ mod tests {
             let parts: Vec<&str> = topic.name.split('.').collect();
             assert!(parts.len() >= 3, "{} is <domain>.<what>.v<N>", topic.name);
             let version = parts.last().expect("split yields at least one part");
-            assert!(version.starts_with('v') && version[1..].parse::<u32>().is_ok(), "{}", topic.name);
+            assert!(
+                version.starts_with('v') && version[1..].parse::<u32>().is_ok(),
+                "{}",
+                topic.name
+            );
         }
         assert_eq!(WA_INBOUND.dlq("t1-"), "t1-wa.inbound.v1.dlq");
     }

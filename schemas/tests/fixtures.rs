@@ -41,7 +41,11 @@ fn every_shared_meta_fixture_round_trips() {
         return;
     };
     let files = webhook_files(&fixtures.join("meta"));
-    assert!(files.len() > 100, "expected the 150-odd shared Meta samples, found {}", files.len());
+    assert!(
+        files.len() > 100,
+        "expected the 150-odd shared Meta samples, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     let (mut messages, mut unknown_kinds) = (0, Vec::new());
     for path in &files {
@@ -56,7 +60,10 @@ fn every_shared_meta_fixture_round_trips() {
         };
         let encoded = serde_json::to_value(&webhook).expect("encodes");
         if encoded != original {
-            failures.push(format!("{}: round trip changed the payload:\n{encoded}", path.display()));
+            failures.push(format!(
+                "{}: round trip changed the payload:\n{encoded}",
+                path.display()
+            ));
         }
         for change in webhook.entry.iter().flat_map(|e| &e.changes) {
             if let ChangeValue::Messages(value) = &change.value {
@@ -69,13 +76,23 @@ fn every_shared_meta_fixture_round_trips() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
     assert!(messages > 80, "only {messages} messages decoded");
     // Only the types WIRE.md lists as "others seen", and one `interactive` that arrives without
     // its payload (WIRE.md §4 "interactive (error/no body)"), are left to the untyped path.
     unknown_kinds.sort();
     unknown_kinds.dedup();
-    assert_eq!(unknown_kinds, ["edit", "interactive", "revoke"], "unexpected untyped message kinds");
+    assert_eq!(
+        unknown_kinds,
+        ["edit", "interactive", "revoke"],
+        "unexpected untyped message kinds"
+    );
 }
 
 /// The project's own golden cases (`tests/golden/meta/*.json` at the workspace root, shared with the
@@ -86,11 +103,17 @@ fn golden_requests_round_trip() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("golden dir") {
         let path = entry.expect("entry").path();
-        let case: Value = serde_json::from_slice(&std::fs::read(&path).expect("readable")).expect("JSON");
+        let case: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("readable")).expect("JSON");
         let original = case["request"].clone();
-        let webhook: Webhook =
-            serde_json::from_value(original.clone()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(serde_json::to_value(&webhook).expect("encodes"), original, "{}", path.display());
+        let webhook: Webhook = serde_json::from_value(original.clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            serde_json::to_value(&webhook).expect("encodes"),
+            original,
+            "{}",
+            path.display()
+        );
         count += 1;
     }
     assert!(count >= 3, "golden cases missing");

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
-use wabaflow_schemas::topics::{Topic, WA_INBOUND, WA_INBOUND_UNIQUE};
 use wabaflow_schemas::Envelope;
+use wabaflow_schemas::topics::{Topic, WA_INBOUND, WA_INBOUND_UNIQUE};
 use wabaflow_store::{Claim, StateStore, StoreError};
 
 pub struct DedupeStage {
@@ -54,13 +54,22 @@ impl Stage for DedupeStage {
         WA_INBOUND_UNIQUE
     }
 
-    async fn process(&self, event: Envelope, cx: &Context) -> Result<Outcome<ClaimReceipt>, StageError> {
+    async fn process(
+        &self,
+        event: Envelope,
+        cx: &Context,
+    ) -> Result<Outcome<ClaimReceipt>, StageError> {
         let Some(key) = event.event.idempotency_key() else {
             return Ok(Outcome::Emit(vec![event], ClaimReceipt(None)));
         };
         let key = format!("dedupe:{key}");
         let owner = cx.origin.to_string();
-        match self.store.claim(&key, &owner, self.ttl).await.map_err(unavailable)? {
+        match self
+            .store
+            .claim(&key, &owner, self.ttl)
+            .await
+            .map_err(unavailable)?
+        {
             Claim::New | Claim::Resumed => Ok(Outcome::Emit(vec![event], ClaimReceipt(Some(key)))),
             Claim::Completed => Ok(Outcome::Discard("replayed")),
             Claim::Taken => Ok(Outcome::Discard("duplicate")),
@@ -69,7 +78,11 @@ impl Stage for DedupeStage {
 
     async fn acked(&self, receipt: ClaimReceipt, cx: &Context) -> Result<(), StageError> {
         match receipt.0 {
-            Some(key) => self.store.complete(&key, &cx.origin.to_string()).await.map_err(unavailable),
+            Some(key) => self
+                .store
+                .complete(&key, &cx.origin.to_string())
+                .await
+                .map_err(unavailable),
             None => Ok(()),
         }
     }
@@ -95,7 +108,14 @@ mod tests {
             contact: None,
             message: Box::new(message),
         };
-        Envelope::new(Source::Meta, ConversationKey::conversation("110", "447700900001"), None, Utc::now(), None, event)
+        Envelope::new(
+            Source::Meta,
+            ConversationKey::conversation("110", "447700900001"),
+            None,
+            Utc::now(),
+            None,
+            event,
+        )
     }
 
     fn status(wamid: &str, state: &str) -> Envelope {
@@ -103,19 +123,40 @@ mod tests {
             "id": wamid, "status": state, "timestamp": "1767225600", "recipient_id": "447700900001"
         }))
         .expect("status");
-        let event = Event::MetaStatus { phone_number_id: "110".into(), contact: None, status: Box::new(status) };
-        Envelope::new(Source::Meta, ConversationKey::conversation("110", "447700900001"), None, Utc::now(), None, event)
+        let event = Event::MetaStatus {
+            phone_number_id: "110".into(),
+            contact: None,
+            status: Box::new(status),
+        };
+        Envelope::new(
+            Source::Meta,
+            ConversationKey::conversation("110", "447700900001"),
+            None,
+            Utc::now(),
+            None,
+            event,
+        )
     }
 
     fn at(offset: i64) -> Context {
-        Context { origin: Origin { topic: "wa.inbound.v1".into(), partition: 3, offset } }
+        Context {
+            origin: Origin {
+                topic: "wa.inbound.v1".into(),
+                partition: 3,
+                offset,
+            },
+        }
     }
 
     fn stage() -> DedupeStage {
         DedupeStage::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600))
     }
 
-    async fn run(stage: &DedupeStage, event: Envelope, cx: &Context) -> Result<usize, &'static str> {
+    async fn run(
+        stage: &DedupeStage,
+        event: Envelope,
+        cx: &Context,
+    ) -> Result<usize, &'static str> {
         match stage.process(event, cx).await.expect("processes") {
             Outcome::Emit(events, receipt) => {
                 stage.acked(receipt, cx).await.expect("completes");
@@ -129,40 +170,68 @@ mod tests {
     async fn a_message_passes_once() {
         let stage = stage();
         assert_eq!(run(&stage, message("wamid.1"), &at(10)).await, Ok(1));
-        assert_eq!(run(&stage, message("wamid.1"), &at(11)).await, Err("duplicate"));
+        assert_eq!(
+            run(&stage, message("wamid.1"), &at(11)).await,
+            Err("duplicate")
+        );
         assert_eq!(run(&stage, message("wamid.2"), &at(12)).await, Ok(1));
     }
 
     #[tokio::test]
     async fn each_status_of_a_message_passes_once() {
         let stage = stage();
-        assert_eq!(run(&stage, status("wamid.9", "delivered"), &at(1)).await, Ok(1));
+        assert_eq!(
+            run(&stage, status("wamid.9", "delivered"), &at(1)).await,
+            Ok(1)
+        );
         assert_eq!(run(&stage, status("wamid.9", "read"), &at(2)).await, Ok(1));
-        assert_eq!(run(&stage, status("wamid.9", "delivered"), &at(3)).await, Err("duplicate"));
-        assert_eq!(run(&stage, message("wamid.9"), &at(4)).await, Ok(1), "a message and its status are different keys");
+        assert_eq!(
+            run(&stage, status("wamid.9", "delivered"), &at(3)).await,
+            Err("duplicate")
+        );
+        assert_eq!(
+            run(&stage, message("wamid.9"), &at(4)).await,
+            Ok(1),
+            "a message and its status are different keys"
+        );
     }
 
     #[tokio::test]
     async fn a_redelivered_record_resumes_or_is_recognised_as_replayed() {
         let stage = stage();
         // Crash after processing but before the output was acked: the same record comes back.
-        assert!(matches!(stage.process(message("wamid.7"), &at(5)).await, Ok(Outcome::Emit(..))));
-        assert_eq!(run(&stage, message("wamid.7"), &at(5)).await, Ok(1), "resumed work is emitted");
+        assert!(matches!(
+            stage.process(message("wamid.7"), &at(5)).await,
+            Ok(Outcome::Emit(..))
+        ));
+        assert_eq!(
+            run(&stage, message("wamid.7"), &at(5)).await,
+            Ok(1),
+            "resumed work is emitted"
+        );
         // Redelivered after completion (offset not yet committed): recognised, not emitted again.
-        assert_eq!(run(&stage, message("wamid.7"), &at(5)).await, Err("replayed"));
+        assert_eq!(
+            run(&stage, message("wamid.7"), &at(5)).await,
+            Err("replayed")
+        );
     }
 
     #[tokio::test]
     async fn events_without_identity_pass_through() {
         let stage = stage();
-        let error = serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"})).expect("error");
+        let error =
+            serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"}))
+                .expect("error");
         let event = Envelope::new(
             Source::Meta,
             ConversationKey::number("110"),
             None,
             Utc::now(),
             None,
-            Event::MetaError { phone_number_id: "110".into(), error },
+            Event::MetaError {
+                phone_number_id: "110".into(),
+                error,
+            },
         );
         assert_eq!(run(&stage, event.clone(), &at(1)).await, Ok(1));
         assert_eq!(run(&stage, event, &at(2)).await, Ok(1));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{classify, completed, pending, Claim, StateStore, StoreError};
+use crate::{Claim, StateStore, StoreError, classify, completed, pending};
 
 /// Expired entries are swept after this many writes, so memory stays bounded by the live keys.
 const SWEEP_EVERY: usize = 4096;
@@ -30,14 +30,20 @@ impl MemoryStore {
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner, Instant) -> T) -> T {
         // A poisoned lock means a panic while holding it; the map itself is still consistent.
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut inner, Instant::now())
     }
 }
 
 impl Inner {
     fn live(&self, key: &str, now: Instant) -> Option<&str> {
-        self.entries.get(key).filter(|(_, expires)| *expires > now).map(|(v, _)| v.as_str())
+        self.entries
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(v, _)| v.as_str())
     }
 
     fn written(&mut self, now: Instant) {
@@ -54,7 +60,9 @@ impl StateStore for MemoryStore {
         Ok(self.with(|inner, now| {
             let found = classify(inner.live(key, now), owner);
             if found == Claim::New {
-                inner.entries.insert(key.to_owned(), (pending(owner), now + ttl));
+                inner
+                    .entries
+                    .insert(key.to_owned(), (pending(owner), now + ttl));
                 inner.written(now);
             }
             found

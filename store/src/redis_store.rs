@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::Script;
+use redis::aio::ConnectionManager;
 
-use crate::{completed, pending, Claim, StateStore, StoreError};
+use crate::{Claim, StateStore, StoreError, completed, pending};
 
 const CLAIM: &str = r"
 local current = redis.call('GET', KEYS[1])

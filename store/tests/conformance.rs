@@ -10,28 +10,59 @@ use wabaflow_store::{Claim, MemoryStore, RedisStore, StateStore};
 async fn claim_protocol(store: &dyn StateStore) {
     let key = format!("dedupe:{}", uuid::Uuid::now_v7());
     let ttl = Duration::from_secs(60);
-    assert_eq!(store.claim(&key, "p0@10", ttl).await.expect("claim"), Claim::New);
+    assert_eq!(
+        store.claim(&key, "p0@10", ttl).await.expect("claim"),
+        Claim::New
+    );
     // The same record again before completing: it crashed mid-way, redo the work.
-    assert_eq!(store.claim(&key, "p0@10", ttl).await.expect("claim"), Claim::Resumed);
+    assert_eq!(
+        store.claim(&key, "p0@10", ttl).await.expect("claim"),
+        Claim::Resumed
+    );
     // A different record with the same key: a duplicate.
-    assert_eq!(store.claim(&key, "p3@99", ttl).await.expect("claim"), Claim::Taken);
+    assert_eq!(
+        store.claim(&key, "p3@99", ttl).await.expect("claim"),
+        Claim::Taken
+    );
     // Completing by a non-owner changes nothing.
     store.complete(&key, "p3@99").await.expect("complete");
-    assert_eq!(store.claim(&key, "p0@10", ttl).await.expect("claim"), Claim::Resumed);
+    assert_eq!(
+        store.claim(&key, "p0@10", ttl).await.expect("claim"),
+        Claim::Resumed
+    );
     store.complete(&key, "p0@10").await.expect("complete");
-    assert_eq!(store.claim(&key, "p0@10", ttl).await.expect("claim"), Claim::Completed);
-    assert_eq!(store.claim(&key, "p3@99", ttl).await.expect("claim"), Claim::Taken);
+    assert_eq!(
+        store.claim(&key, "p0@10", ttl).await.expect("claim"),
+        Claim::Completed
+    );
+    assert_eq!(
+        store.claim(&key, "p3@99", ttl).await.expect("claim"),
+        Claim::Taken
+    );
 }
 
 async fn claims_expire(store: &dyn StateStore) {
     let key = format!("dedupe:{}", uuid::Uuid::now_v7());
-    assert_eq!(store.claim(&key, "a", Duration::from_millis(50)).await.expect("claim"), Claim::New);
+    assert_eq!(
+        store
+            .claim(&key, "a", Duration::from_millis(50))
+            .await
+            .expect("claim"),
+        Claim::New
+    );
     // Wait for the expiry by polling, bounded: no fixed sleep decides the outcome.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match store.claim(&key, "b", Duration::from_secs(60)).await.expect("claim") {
+        match store
+            .claim(&key, "b", Duration::from_secs(60))
+            .await
+            .expect("claim")
+        {
             Claim::New => break,
-            Claim::Taken => assert!(tokio::time::Instant::now() < deadline, "claim never expired"),
+            Claim::Taken => assert!(
+                tokio::time::Instant::now() < deadline,
+                "claim never expired"
+            ),
             other => panic!("unexpected {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -43,7 +74,11 @@ async fn concurrent_claimers_see_one_winner(store: Arc<dyn StateStore>) {
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let (store, key) = (store.clone(), key.clone());
-            tokio::spawn(async move { store.claim(&key, &format!("owner-{i}"), Duration::from_secs(60)).await })
+            tokio::spawn(async move {
+                store
+                    .claim(&key, &format!("owner-{i}"), Duration::from_secs(60))
+                    .await
+            })
         })
         .collect();
     let mut winners = 0;
@@ -68,7 +103,8 @@ async fn memory_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {
-    let url = std::env::var("WABAFLOW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url =
+        std::env::var("WABAFLOW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("test-{}:", uuid::Uuid::now_v7());
     let store = RedisStore::connect(&url, &prefix)
         .await

@@ -35,12 +35,27 @@ struct Splitter {
 
 impl Splitter {
     fn push(&mut self, key: ConversationKey, occurred_at: Option<DateTime<Utc>>, event: Event) {
-        let raw = RawRef { request_id: self.request_id, index: self.split.events.len() as u32 };
-        let envelope = Envelope::new(Source::Meta, key, occurred_at, self.received_at, Some(raw), event);
+        let raw = RawRef {
+            request_id: self.request_id,
+            index: self.split.events.len() as u32,
+        };
+        let envelope = Envelope::new(
+            Source::Meta,
+            key,
+            occurred_at,
+            self.received_at,
+            Some(raw),
+            event,
+        );
         self.split.events.push(envelope);
     }
 
-    fn reject(&mut self, reason: impl Into<String>, key: Option<&str>, payload: &impl serde::Serialize) {
+    fn reject(
+        &mut self,
+        reason: impl Into<String>,
+        key: Option<&str>,
+        payload: &impl serde::Serialize,
+    ) {
         self.split.rejected.push(Rejected {
             reason: reason.into(),
             key: key.map(str::to_owned),
@@ -49,15 +64,28 @@ impl Splitter {
         });
     }
 
-    fn messages(&mut self, waba: Option<&str>, entry_time: Option<DateTime<Utc>>, value: &MessagesValue) {
+    fn messages(
+        &mut self,
+        waba: Option<&str>,
+        entry_time: Option<DateTime<Utc>>,
+        value: &MessagesValue,
+    ) {
         let Some(metadata) = &value.metadata else {
-            self.reject("messages change without metadata.phone_number_id", waba, value);
+            self.reject(
+                "messages change without metadata.phone_number_id",
+                waba,
+                value,
+            );
             return;
         };
         let number = metadata.phone_number_id.as_str();
         for message in value.messages.iter().flatten() {
             let Some(user) = message.sender() else {
-                self.reject("message without from or from_user_id", Some(number), message);
+                self.reject(
+                    "message without from or from_user_id",
+                    Some(number),
+                    message,
+                );
                 continue;
             };
             if message.id.is_empty() {
@@ -70,11 +98,19 @@ impl Splitter {
                 contact: value.contact_for(Some(user)).cloned(),
                 message: Box::new(message.clone()),
             };
-            self.push(ConversationKey::conversation(number, user), message.timestamp.to_datetime(), event);
+            self.push(
+                ConversationKey::conversation(number, user),
+                message.timestamp.to_datetime(),
+                event,
+            );
         }
         for status in value.statuses.iter().flatten() {
             let Some(user) = status.recipient() else {
-                self.reject("status without recipient_id or recipient_user_id", Some(number), status);
+                self.reject(
+                    "status without recipient_id or recipient_user_id",
+                    Some(number),
+                    status,
+                );
                 continue;
             };
             let event = Event::MetaStatus {
@@ -82,10 +118,17 @@ impl Splitter {
                 contact: value.contact_for(Some(user)).cloned(),
                 status: Box::new(status.clone()),
             };
-            self.push(ConversationKey::conversation(number, user), status.timestamp.to_datetime(), event);
+            self.push(
+                ConversationKey::conversation(number, user),
+                status.timestamp.to_datetime(),
+                event,
+            );
         }
         for error in value.errors.iter().flatten() {
-            let event = Event::MetaError { phone_number_id: number.to_owned(), error: error.clone() };
+            let event = Event::MetaError {
+                phone_number_id: number.to_owned(),
+                error: error.clone(),
+            };
             self.push(ConversationKey::number(number), entry_time, event);
         }
     }
@@ -94,7 +137,11 @@ impl Splitter {
 /// Splits a decoded webhook. Pure: the same input gives the same events (event ids included,
 /// except for errors and changes, which get fresh v7 ids).
 pub fn split(webhook: &Webhook, request_id: Uuid, received_at: DateTime<Utc>) -> Split {
-    let mut splitter = Splitter { request_id, received_at, split: Split::default() };
+    let mut splitter = Splitter {
+        request_id,
+        received_at,
+        split: Split::default(),
+    };
     for entry in &webhook.entry {
         let waba = entry.id.as_deref();
         let entry_time = entry.time.as_ref().and_then(|t| t.to_datetime());
@@ -132,11 +179,18 @@ mod tests {
         let mut cases = 0;
         for entry in std::fs::read_dir(&dir).expect("golden dir") {
             let path = entry.expect("entry").path();
-            let case: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-            let webhook: Webhook = serde_json::from_value(case["request"].clone()).expect("request decodes");
+            let case: Value =
+                serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            let webhook: Webhook =
+                serde_json::from_value(case["request"].clone()).expect("request decodes");
             let request_id = Uuid::now_v7();
             let split = split(&webhook, request_id, Utc::now());
-            assert!(split.rejected.is_empty(), "{}: {:?}", path.display(), split.rejected);
+            assert!(
+                split.rejected.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                split.rejected
+            );
             let actual: Vec<Value> = split
                 .events
                 .iter()
@@ -151,7 +205,13 @@ mod tests {
                 .collect();
             assert_eq!(Value::Array(actual), case["expected"], "{}", path.display());
             for (index, event) in split.events.iter().enumerate() {
-                assert_eq!(event.raw, Some(RawRef { request_id, index: index as u32 }));
+                assert_eq!(
+                    event.raw,
+                    Some(RawRef {
+                        request_id,
+                        index: index as u32
+                    })
+                );
             }
             cases += 1;
         }

@@ -33,7 +33,11 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Checks `header` against `body` in constant time.
-pub fn verify(secret: &[u8], header: Option<&axum::http::HeaderValue>, body: &[u8]) -> Result<(), SignatureError> {
+pub fn verify(
+    secret: &[u8],
+    header: Option<&axum::http::HeaderValue>,
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let digest = header
         .to_str()
@@ -43,7 +47,8 @@ pub fn verify(secret: &[u8], header: Option<&axum::http::HeaderValue>, body: &[u
         .ok_or(SignatureError::Malformed)?;
     let mut mac = mac(secret);
     mac.update(body);
-    mac.verify_slice(&digest).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&digest)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// The header value Meta would send for `body`: for the simulators, the demo and replay.
@@ -74,9 +79,13 @@ mod tests {
             "sha256=7ce92416318060cefee5f67712bbd4382b51d86e834c489eb565d7284715671e",
         );
         assert_eq!(verify(b"test-app-secret", Some(&header), &body), Ok(()));
-        let reserialised = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).expect("json"))
-            .expect("encodes");
-        assert_eq!(verify(b"test-app-secret", Some(&header), &reserialised), Err(SignatureError::Mismatch));
+        let reserialised =
+            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).expect("json"))
+                .expect("encodes");
+        assert_eq!(
+            verify(b"test-app-secret", Some(&header), &reserialised),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     /// Our own vector, computed with Python's hmac/hashlib (not with this code):
@@ -85,17 +94,35 @@ mod tests {
     fn own_vector_and_failure_modes() {
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         let signed = sign(b"golden-secret", body);
-        assert_eq!(signed, "sha256=baddc788f7cef997e445252f0ba5abfc6724729b90b632208af5037793fda994");
+        assert_eq!(
+            signed,
+            "sha256=baddc788f7cef997e445252f0ba5abfc6724729b90b632208af5037793fda994"
+        );
         let header = HeaderValue::from_str(&signed).expect("ascii");
         assert_eq!(verify(b"golden-secret", Some(&header), body), Ok(()));
-        assert_eq!(verify(b"other-secret", Some(&header), body), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"golden-secret", None, body), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(b"other-secret", Some(&header), body),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"golden-secret", None, body),
+            Err(SignatureError::Missing)
+        );
         let sha1 = HeaderValue::from_static("sha1=abcdef");
-        assert_eq!(verify(b"golden-secret", Some(&sha1), body), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"golden-secret", Some(&sha1), body),
+            Err(SignatureError::Malformed)
+        );
         let not_hex = HeaderValue::from_static("sha256=zz");
-        assert_eq!(verify(b"golden-secret", Some(&not_hex), body), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"golden-secret", Some(&not_hex), body),
+            Err(SignatureError::Malformed)
+        );
         let mut tampered = body.to_vec();
         tampered[3] ^= 1;
-        assert_eq!(verify(b"golden-secret", Some(&header), &tampered), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(b"golden-secret", Some(&header), &tampered),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

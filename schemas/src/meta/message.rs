@@ -106,7 +106,10 @@ pub enum Content<'a> {
     System(&'a System),
     Unsupported(Option<&'a Unsupported>),
     /// A type this build does not know (`edit`, `revoke`, …), or a known type without its payload.
-    Unknown { kind: &'a str, payload: Option<&'a Value> },
+    Unknown {
+        kind: &'a str,
+        payload: Option<&'a Value>,
+    },
 }
 
 impl Message {
@@ -116,20 +119,38 @@ impl Message {
     }
 
     pub fn content(&self) -> Content<'_> {
-        let unknown = || Content::Unknown { kind: &self.kind, payload: self.extra.get(&self.kind) };
+        let unknown = || Content::Unknown {
+            kind: &self.kind,
+            payload: self.extra.get(&self.kind),
+        };
         match self.kind.as_str() {
             "text" => self.text.as_ref().map_or_else(unknown, Content::Text),
             "image" => self.image.as_ref().map_or_else(unknown, Content::Image),
             "video" => self.video.as_ref().map_or_else(unknown, Content::Video),
             "audio" => self.audio.as_ref().map_or_else(unknown, Content::Audio),
             "voice" => self.voice.as_ref().map_or_else(unknown, Content::Audio),
-            "document" => self.document.as_ref().map_or_else(unknown, Content::Document),
+            "document" => self
+                .document
+                .as_ref()
+                .map_or_else(unknown, Content::Document),
             "sticker" => self.sticker.as_ref().map_or_else(unknown, Content::Sticker),
-            "location" => self.location.as_ref().map_or_else(unknown, Content::Location),
-            "contacts" => self.contacts.as_deref().map_or_else(unknown, Content::Contacts),
-            "interactive" => self.interactive.as_ref().map_or_else(unknown, Content::Interactive),
+            "location" => self
+                .location
+                .as_ref()
+                .map_or_else(unknown, Content::Location),
+            "contacts" => self
+                .contacts
+                .as_deref()
+                .map_or_else(unknown, Content::Contacts),
+            "interactive" => self
+                .interactive
+                .as_ref()
+                .map_or_else(unknown, Content::Interactive),
             "button" => self.button.as_ref().map_or_else(unknown, Content::Button),
-            "reaction" => self.reaction.as_ref().map_or_else(unknown, Content::Reaction),
+            "reaction" => self
+                .reaction
+                .as_ref()
+                .map_or_else(unknown, Content::Reaction),
             "order" => self.order.as_ref().map_or_else(unknown, Content::Order),
             "system" => self.system.as_ref().map_or_else(unknown, Content::System),
             "unsupported" | "unknown" => Content::Unsupported(self.unsupported.as_ref()),
@@ -140,9 +161,11 @@ impl Message {
     /// The media object of an image, video, audio, voice, document or sticker message.
     pub fn media(&self) -> Option<&Media> {
         match self.content() {
-            Content::Image(m) | Content::Video(m) | Content::Audio(m) | Content::Document(m) | Content::Sticker(m) => {
-                Some(m)
-            }
+            Content::Image(m)
+            | Content::Video(m)
+            | Content::Audio(m)
+            | Content::Document(m)
+            | Content::Sticker(m) => Some(m),
             _ => None,
         }
     }

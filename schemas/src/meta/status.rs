@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::message::non_empty;
 use super::Extra;
+use super::message::non_empty;
 use crate::flex::UnixTime;
 
 /// The delivery status of a message the business sent.

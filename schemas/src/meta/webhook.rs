@@ -80,16 +80,25 @@ impl TryFrom<RawChange> for Change {
                 ChangeValue::Messages(Box::new(serde_json::from_value(raw.value)?))
             }
             // Administrative fields are typed when they match the documented shape, else kept raw.
-            Some("message_template_status_update") => typed_or_raw(raw.value, ChangeValue::TemplateStatus),
+            Some("message_template_status_update") => {
+                typed_or_raw(raw.value, ChangeValue::TemplateStatus)
+            }
             Some("account_update") => typed_or_raw(raw.value, ChangeValue::Account),
             Some("phone_number_quality_update") => typed_or_raw(raw.value, ChangeValue::Quality),
             _ => ChangeValue::Other(raw.value),
         };
-        Ok(Change { field: raw.field, value, extra: raw.extra })
+        Ok(Change {
+            field: raw.field,
+            value,
+            extra: raw.extra,
+        })
     }
 }
 
-fn typed_or_raw<T: serde::de::DeserializeOwned>(value: Value, wrap: fn(T) -> ChangeValue) -> ChangeValue {
+fn typed_or_raw<T: serde::de::DeserializeOwned>(
+    value: Value,
+    wrap: fn(T) -> ChangeValue,
+) -> ChangeValue {
     match serde_json::from_value::<T>(value.clone()) {
         Ok(typed) => wrap(typed),
         Err(_) => ChangeValue::Other(value),
@@ -115,7 +124,11 @@ impl From<Change> for RawChange {
             ChangeValue::Other(v) => v,
             typed => typed.to_value(),
         };
-        RawChange { field: change.field, value, extra: change.extra }
+        RawChange {
+            field: change.field,
+            value,
+            extra: change.extra,
+        }
     }
 }
 
@@ -150,9 +163,15 @@ impl MessagesValue {
     pub fn contact_for(&self, user: Option<&str>) -> Option<&Contact> {
         let contacts = self.contacts.as_deref()?;
         let found = user.and_then(|user| {
-            contacts.iter().find(|c| c.wa_id.as_deref() == Some(user) || c.user_id.as_deref() == Some(user))
+            contacts
+                .iter()
+                .find(|c| c.wa_id.as_deref() == Some(user) || c.user_id.as_deref() == Some(user))
         });
-        found.or(if contacts.len() == 1 { contacts.first() } else { None })
+        found.or(if contacts.len() == 1 {
+            contacts.first()
+        } else {
+            None
+        })
     }
 }
 
