@@ -15,5 +15,13 @@ echo "[test] services ready after $((SECONDS - started)) s"
 
 cargo build --workspace --all-targets --locked
 echo "[test] built after $((SECONDS - started)) s"
-cargo test --workspace --locked -- --test-threads=2
-echo "[test] all tests passed after $((SECONDS - started)) s"
+log=$(mktemp)
+set +e
+cargo test --workspace --locked -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+echo "[test] finished after $((SECONDS - started)) s"
+# One closing line over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
+exit "$status"

@@ -128,12 +128,4 @@ impl Producer {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.flush(timeout)
     }
-
-    /// Fetches cluster metadata: a cheap reachability probe for `/readyz`.
-    pub fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner
-            .client()
-            .fetch_metadata(None, timeout)
-            .map(|_| ())
-    }
 }

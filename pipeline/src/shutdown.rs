@@ -29,10 +29,6 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     pub async fn cancelled(&self) {
         self.token.cancelled().await;
     }
