@@ -472,8 +472,33 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
     }
     // Drain what the restarted process still has in flight.
     received.extend(output.until(Duration::from_secs(2), |_| false).await);
-    child.start_kill().expect("SIGKILL");
-    let _ = child.wait().await;
+
+    // A graceful stop: SIGTERM → finish in-flight records, commit synchronously, exit 0. The group's
+    // committed offsets then cover every input record of every partition.
+    let pid = child.id().expect("running").to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("reaped");
+    assert!(exit.success(), "exit status after SIGTERM: {exit}");
+    let mut per_partition = vec![0i64; WA_INBOUND.partitions as usize];
+    for record in &records {
+        per_partition[partition_for(record.key.as_deref().expect("keyed"), WA_INBOUND.partitions)
+            as usize] += 1;
+    }
+    assert_eq!(
+        committed_offsets(
+            &config.kafka.group_id("dedupe"),
+            &input,
+            WA_INBOUND.partitions
+        ),
+        per_partition
+    );
 
     let mut origins: HashMap<String, HashSet<String>> = HashMap::new();
     let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -544,4 +569,104 @@ async fn demo_once_observes_every_expected_outcome() {
     );
     assert!(stdout.contains("✓ exactly 3 events downstream"), "{stdout}");
     assert!(!stdout.contains('✗'), "{stdout}");
+}
+
+/// The runner itself: an undecodable record goes to the input's DLQ with its bytes and the reason,
+/// and with one record allowed in flight the runner has to stop reading again and again (it waits
+/// for acks instead of dropping), yet every valid record arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_dead_letters_garbage_and_applies_backpressure() {
+    let mut config = isolated_config();
+    config.kafka.max_in_flight = 1;
+    create_topics(&config).await;
+    let prefix = config.kafka.topic_prefix.clone();
+    let input = WA_INBOUND.qualified(&prefix);
+    let key = ConversationKey::conversation("110", "447700900777");
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let mut records = vec![
+        Record::new(&input, Some(key.to_string()), b"{not an envelope".to_vec())
+            .header("trace", "kept"),
+    ];
+    for seq in 0..200 {
+        let message = serde_json::from_value(json!({
+            "from": "447700900777", "id": format!("wamid.bp.{seq}"), "timestamp": "1767225600",
+            "type": "text", "text": { "body": format!("{seq}") }
+        }))
+        .expect("message");
+        let event = Event::MetaMessage {
+            phone_number_id: "110".into(),
+            display_phone_number: None,
+            contact: None,
+            message: Box::new(message),
+        };
+        let envelope = Envelope::new(
+            Source::Meta,
+            key.clone(),
+            None,
+            chrono::Utc::now(),
+            None,
+            event,
+        );
+        records.push(Record::new(
+            &input,
+            Some(key.to_string()),
+            envelope.to_json(),
+        ));
+    }
+    producer.send_all(&records).await.expect("input acked");
+
+    let waits = || {
+        wabaflow_pipeline::telemetry::metrics()
+            .stage_backpressure_waits
+            .with_label_values(&["dedupe"])
+            .get()
+    };
+    let waits_before = waits();
+    let node = start(&config, &[Role::Dedupe]).await;
+    let output = TopicReader::new(
+        &WA_INBOUND_UNIQUE.qualified(&prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let received = output.until(IDLE, |r| r.len() >= 200).await;
+    let bodies: Vec<String> = received
+        .iter()
+        .map(
+            |r| match Envelope::from_json(&r.payload).expect("envelope").event {
+                Event::MetaMessage { message, .. } => {
+                    message.text.and_then(|t| t.body).expect("text")
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..200).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "all 200, in order"
+    );
+    assert!(
+        waits() > waits_before,
+        "the runner waited for acks with its window full"
+    );
+
+    let dlq = TopicReader::new(&WA_INBOUND.dlq(&prefix), WA_INBOUND.partitions);
+    let dead = dlq.until(IDLE, |r| !r.is_empty()).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, b"{not an envelope", "the original bytes");
+    assert_eq!(
+        dead[0].headers.get("trace").map(String::as_str),
+        Some("kept"),
+        "the original headers"
+    );
+    assert_eq!(
+        dead[0].headers.get("wabaflow-stage").map(String::as_str),
+        Some("dedupe")
+    );
+    assert!(
+        dead[0].headers["wabaflow-error"].contains("not a valid envelope"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert!(dead[0].headers["wabaflow-origin"].starts_with(&input));
+    stop(node).await;
 }

@@ -50,8 +50,8 @@ pub struct KafkaConfig {
     pub producer_queue_messages: u32,
     /// Replication factor of created topics (1 for tansu and a single-broker compose setup).
     pub replication_factor: i32,
-    /// Events a stage runner may have in flight (produced, awaiting ack) before it pauses its
-    /// partitions.
+    /// Events a stage runner may have in flight (produced, awaiting ack) before it stops reading
+    /// its partitions (backpressure).
     pub max_in_flight: usize,
     /// Stable identity of this process across restarts (e.g. a StatefulSet pod name). When set,
     /// consumers use static group membership (`group.instance.id = {instance_id}.{stage}`): a

@@ -39,6 +39,9 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, stage: &str) -> Clie
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000");
+        .set("session.timeout.ms", "10000")
+        // The prefetch buffer per consumer: when a runner stops polling (its in-flight window is
+        // full, or it is retrying an unavailable service), fetching stops once this is full.
+        .set("queued.max.messages.kbytes", "16384");
     config
 }

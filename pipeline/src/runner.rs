@@ -10,8 +10,10 @@
 //! - an undecodable record or a [`StageError::Invalid`] goes to the input's `.dlq` twin with the
 //!   original bytes and the reason; [`StageError::Unavailable`] is retried with backoff and never
 //!   skipped; [`StageError::Internal`] stops the runner;
-//! - when `max_in_flight` records await acks the runner pauses its partitions (backpressure, no
-//!   drops) and resumes them once the oldest record is done;
+//! - when `max_in_flight` records await acks the runner stops polling until the oldest is done;
+//!   librdkafka's bounded prefetch queue then fills and it stops fetching (backpressure, no drops).
+//!   Explicit `pause()`/`resume()` was tried and dropped: against tansu 0.6 with librdkafka 2.12
+//!   a resumed partition never fetched again (see `runner_dead_letters_garbage_and_applies_backpressure`);
 //! - a failed produce restarts the consumer from the last committed offset.
 
 use std::sync::Arc;
@@ -137,13 +139,15 @@ impl<S: Stage> StageRunner<S> {
                 };
                 drop(message);
                 if queue.capacity() == 0 {
-                    pause(&*consumer, true);
-                    let sent = queue.send(item).await;
-                    pause(&*consumer, false);
-                    if sent.is_err() {
-                        return Ok(());
-                    }
-                } else if queue.send(item).await.is_err() {
+                    metrics()
+                        .stage_backpressure_waits
+                        .with_label_values(&[name])
+                        .inc();
+                }
+                // Waits while the window is full. Not polling meanwhile is the backpressure:
+                // librdkafka's prefetch queue (bounded by `queued.max.messages.kbytes`) fills and
+                // it stops fetching these partitions; nothing is dropped.
+                if queue.send(item).await.is_err() {
                     return Ok(());
                 }
             }
@@ -351,25 +355,6 @@ async fn store_offsets_in_order<S: Stage>(
 
 fn health_key(stage: &str) -> String {
     format!("stage:{stage}")
-}
-
-fn pause(consumer: &StreamConsumer<RunnerContext>, paused: bool) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    let result = if paused {
-        consumer.pause(&assignment)
-    } else {
-        consumer.resume(&assignment)
-    };
-    if let Err(err) = result {
-        warn!(error = %err, paused, "could not change partition state");
-    } else if paused {
-        metrics()
-            .stage_paused
-            .with_label_values(&[consumer.context().stage])
-            .inc();
-    }
 }
 
 fn commit<C: Consumer<RunnerContext>>(consumer: &C, stage: &str) {

@@ -26,7 +26,7 @@ pub struct Metrics {
     pub stage_discarded: IntCounterVec,
     pub stage_dead_lettered: IntCounterVec,
     pub stage_retries: IntCounterVec,
-    pub stage_paused: IntCounterVec,
+    pub stage_backpressure_waits: IntCounterVec,
     pub stage_backpressure: IntCounterVec,
     pub edge_requests: IntCounterVec,
     pub edge_request_seconds: HistogramVec,
@@ -65,9 +65,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Retries of an event after an external service failed.",
             &["stage"],
         ),
-        stage_paused: counter(
-            "wabaflow_stage_pauses_total",
-            "Times a stage paused its partitions because too many events awaited acks.",
+        stage_backpressure_waits: counter(
+            "wabaflow_stage_backpressure_waits_total",
+            "Times a stage stopped reading because max_in_flight events awaited acks.",
             &["stage"],
         ),
         stage_backpressure: counter(
