@@ -13,7 +13,7 @@
 //! - when `max_in_flight` records await acks the runner stops polling until the oldest is done;
 //!   librdkafka's bounded prefetch queue then fills and it stops fetching (backpressure, no drops).
 //!   Explicit `pause()`/`resume()` was tried and dropped: against tansu 0.6 with librdkafka 2.12
-//!   a resumed partition never fetched again (see `runner_dead_letters_garbage_and_applies_backpressure`);
+//!   a resumed partition never fetched again;
 //! - a failed produce restarts the consumer from the last committed offset.
 
 use std::sync::Arc;
