@@ -10,7 +10,7 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 started=$SECONDS
 scripts/services.sh up
-trap 'scripts/services.sh down' EXIT
+trap 'scripts/services.sh down' EXIT  # also on failure before the tests ran
 echo "[test] services ready after $((SECONDS - started)) s"
 
 cargo build --workspace --all-targets --locked
@@ -21,7 +21,9 @@ cargo test --workspace --locked -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 echo "[test] finished after $((SECONDS - started)) s"
-# One closing line over every test binary.
+trap - EXIT
+scripts/services.sh down
+# The closing line: one total over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log"
 exit "$status"

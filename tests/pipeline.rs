@@ -219,7 +219,8 @@ async fn refused_requests_get_their_status_and_produce_nothing() {
     .expect("json");
 
     let forged = sign(b"someone-else", &body);
-    let cases: Vec<(&str, Vec<u8>, Option<String>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Option<String>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "bad signature",
             body.clone(),

@@ -22,7 +22,7 @@ pub struct Config {
 
 impl Config {
     /// Defaults, merged with `file` when given, merged with the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
@@ -30,6 +30,7 @@ impl Config {
         figment
             .merge(Env::prefixed("WABAFLOW_").split("__"))
             .extract()
+            .map_err(Box::new)
     }
 }
 
@@ -204,6 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -48,7 +48,7 @@ impl Inner {
 
     fn written(&mut self, now: Instant) {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, (_, expires)| *expires > now);
         }
     }
@@ -71,10 +71,11 @@ impl StateStore for MemoryStore {
 
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.with(|inner, now| {
-            if let Some((value, expires)) = inner.entries.get_mut(key) {
-                if *expires > now && *value == pending(owner) {
-                    *value = completed(owner);
-                }
+            if let Some((value, expires)) = inner.entries.get_mut(key)
+                && *expires > now
+                && *value == pending(owner)
+            {
+                *value = completed(owner);
             }
         });
         Ok(())
