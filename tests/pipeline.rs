@@ -74,6 +74,30 @@ fn text(number: &str, user: &str, wamid: &str, body: &str) -> Value {
     })
 }
 
+/// An envelope of a text message from `user` to number 110, as the Meta edge would write it to `topic`.
+fn text_record(topic: &str, user: &str, wamid: &str, body: &str) -> Record {
+    let message = serde_json::from_value(json!({
+        "from": user, "id": wamid, "timestamp": "1767225600", "type": "text", "text": { "body": body }
+    }))
+    .expect("message");
+    let key = ConversationKey::conversation("110", user);
+    let event = Event::MetaMessage {
+        phone_number_id: "110".into(),
+        display_phone_number: None,
+        contact: None,
+        message: Box::new(message),
+    };
+    let envelope = Envelope::new(
+        Source::Meta,
+        key.clone(),
+        None,
+        chrono::Utc::now(),
+        None,
+        event,
+    );
+    Record::new(topic, Some(key.to_string()), envelope.to_json())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_webhook_becomes_one_event_per_update_in_its_conversation_partition() {
     let config = isolated_config();
@@ -399,30 +423,11 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
             next_seq[conversation] - 1
         };
         let user = format!("4477009{conversation:05}");
-        let message = serde_json::from_value(json!({
-            "from": user, "id": format!("wamid.{conversation}.{seq}"), "timestamp": "1767225600",
-            "type": "text", "text": { "body": format!("{seq}") }
-        }))
-        .expect("message");
-        let key = ConversationKey::conversation("110", &user);
-        let event = Event::MetaMessage {
-            phone_number_id: "110".into(),
-            display_phone_number: None,
-            contact: None,
-            message: Box::new(message),
-        };
-        let envelope = Envelope::new(
-            Source::Meta,
-            key.clone(),
-            None,
-            chrono::Utc::now(),
-            None,
-            event,
-        );
-        records.push(Record::new(
+        records.push(text_record(
             &input,
-            Some(key.to_string()),
-            envelope.to_json(),
+            &user,
+            &format!("wamid.{conversation}.{seq}"),
+            &seq.to_string(),
         ));
     }
     let distinct: usize = next_seq.iter().sum();
@@ -589,29 +594,11 @@ async fn runner_dead_letters_garbage_and_applies_backpressure() {
             .header("trace", "kept"),
     ];
     for seq in 0..200 {
-        let message = serde_json::from_value(json!({
-            "from": "447700900777", "id": format!("wamid.bp.{seq}"), "timestamp": "1767225600",
-            "type": "text", "text": { "body": format!("{seq}") }
-        }))
-        .expect("message");
-        let event = Event::MetaMessage {
-            phone_number_id: "110".into(),
-            display_phone_number: None,
-            contact: None,
-            message: Box::new(message),
-        };
-        let envelope = Envelope::new(
-            Source::Meta,
-            key.clone(),
-            None,
-            chrono::Utc::now(),
-            None,
-            event,
-        );
-        records.push(Record::new(
+        records.push(text_record(
             &input,
-            Some(key.to_string()),
-            envelope.to_json(),
+            "447700900777",
+            &format!("wamid.bp.{seq}"),
+            &seq.to_string(),
         ));
     }
     producer.send_all(&records).await.expect("input acked");
