@@ -97,6 +97,11 @@ mod tests {
 
     use super::*;
 
+    fn in_conversation(event: Event) -> Envelope {
+        let key = ConversationKey::conversation("110", "447700900001");
+        Envelope::new(Source::Meta, key, None, Utc::now(), None, event)
+    }
+
     fn message(wamid: &str) -> Envelope {
         let message = serde_json::from_value(serde_json::json!({
             "from": "447700900001", "id": wamid, "timestamp": "1767225600", "type": "text", "text": {"body": "hi"}
@@ -108,14 +113,7 @@ mod tests {
             contact: None,
             message: Box::new(message),
         };
-        Envelope::new(
-            Source::Meta,
-            ConversationKey::conversation("110", "447700900001"),
-            None,
-            Utc::now(),
-            None,
-            event,
-        )
+        in_conversation(event)
     }
 
     fn status(wamid: &str, state: &str) -> Envelope {
@@ -128,14 +126,7 @@ mod tests {
             contact: None,
             status: Box::new(status),
         };
-        Envelope::new(
-            Source::Meta,
-            ConversationKey::conversation("110", "447700900001"),
-            None,
-            Utc::now(),
-            None,
-            event,
-        )
+        in_conversation(event)
     }
 
     fn at(offset: i64) -> Context {
