@@ -218,30 +218,10 @@ mod tests {
     fn copies_of_one_update_share_an_event_id() {
         let key = ConversationKey::conversation("1065", "16505551234");
         let at = Utc::now();
-        let a = Envelope::new(
-            Source::Meta,
-            key.clone(),
-            None,
-            at,
-            None,
-            status("wamid.A", "read"),
-        );
-        let b = Envelope::new(
-            Source::Meta,
-            key.clone(),
-            None,
-            at,
-            None,
-            status("wamid.A", "read"),
-        );
-        let c = Envelope::new(
-            Source::Meta,
-            key,
-            None,
-            at,
-            None,
-            status("wamid.A", "delivered"),
-        );
+        let wrap = |event| Envelope::new(Source::Meta, key.clone(), None, at, None, event);
+        let a = wrap(status("wamid.A", "read"));
+        let b = wrap(status("wamid.A", "read"));
+        let c = wrap(status("wamid.A", "delivered"));
         assert_eq!(a.event_id, b.event_id);
         assert_ne!(a.event_id, c.event_id);
     }
