@@ -86,6 +86,7 @@ fn text_record(topic: &str, user: &str, wamid: &str, body: &str) -> Record {
         display_phone_number: None,
         contact: None,
         message: Box::new(message),
+        media: None,
     };
     let envelope = Envelope::new(
         Source::Meta,

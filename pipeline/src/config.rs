@@ -1,7 +1,6 @@
 //! Configuration: built-in defaults, then a TOML file, then `WABAFLOW_*` environment variables
 //! (`WABAFLOW_KAFKA__BROKERS=host:9092` sets `kafka.brokers`; `__` separates sections).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+pub use wabaflow_schemas::Secret;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -168,35 +168,6 @@ impl Default for DedupeConfig {
         Self {
             ttl_secs: 8 * 24 * 3600,
         }
-    }
-}
-
-/// A credential: deserialized from config, never printed.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "Secret(<empty>)"
-        } else {
-            "Secret(<redacted>)"
-        })
     }
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::genesys::InboundMessage;
 use crate::meta::{Contact, Message, MetaError, Status};
 
 /// Version of the envelope schema written by this build. Readers accept this version and below.
@@ -74,7 +75,8 @@ pub struct Envelope {
     /// Derived from the idempotency key when the event has one, so every copy of the same
     /// Meta update (Meta retries for 7 days) carries the same id; random (v7) otherwise.
     pub event_id: Uuid,
-    /// Filled by the mapping stage; the edge does not know tenants.
+    /// Set by the edge when the webhook URL names the tenant; resolved (and checked) by the
+    /// mapping stage from the phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     pub conversation_key: ConversationKey,
@@ -102,6 +104,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contact: Option<Contact>,
         message: Box<Message>,
+        /// The message's media, downloaded from Meta and stored by the media stage.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<StoredMedia>,
     },
     /// A delivery status of a message the business sent.
     MetaStatus {
@@ -122,6 +127,29 @@ pub enum Event {
         field: Option<String>,
         value: Value,
     },
+    /// A customer message, normalized for Genesys, ready for `sink:genesys`.
+    GenesysInbound {
+        integration_id: String,
+        /// The wamid it was made from (also `message.channel.messageId`).
+        wamid: String,
+        message: Box<InboundMessage>,
+    },
+}
+
+/// A media file wabaflow stored in its object store, with a URL a third party may fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMedia {
+    pub bucket: String,
+    pub key: String,
+    /// Presigned GET URL, valid until `url_expires_at`.
+    pub url: String,
+    pub url_expires_at: DateTime<Utc>,
+    pub mime_type: String,
+    /// Lowercase hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
 }
 
 impl Event {
@@ -133,6 +161,7 @@ impl Event {
             Event::MetaStatus { status, .. } => {
                 Some(format!("wa:status:{}:{}", status.id, status.status))
             }
+            Event::GenesysInbound { wamid, .. } => Some(format!("genesys:in:{wamid}")),
             Event::MetaError { .. } | Event::MetaChange { .. } => None,
         }
     }
@@ -144,6 +173,7 @@ impl Event {
             Event::MetaStatus { .. } => "status",
             Event::MetaError { .. } => "error",
             Event::MetaChange { .. } => "change",
+            Event::GenesysInbound { .. } => "genesys_inbound",
         }
     }
 }

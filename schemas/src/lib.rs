@@ -1,4 +1,5 @@
-//! Every shape that crosses a boundary of wabaflow: what Meta posts to us ([`meta`]), the
+//! Every shape that crosses a boundary of wabaflow: what Meta posts to us ([`meta`]), what we
+//! post to Genesys ([`genesys`]), the
 //! [`Envelope`] every pipeline event travels in, and the registry of [`topics`] that carry them.
 //!
 //! This crate has no I/O. Stages, sinks and external consumers of the delivery topics all agree on
@@ -6,8 +7,11 @@
 
 pub mod envelope;
 pub mod flex;
+pub mod genesys;
 pub mod meta;
+pub mod secret;
 pub mod topics;
 
-pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source};
+pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source, StoredMedia};
+pub use secret::Secret;
 pub use topics::Topic;

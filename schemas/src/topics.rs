@@ -47,8 +47,42 @@ pub const WA_INBOUND_UNIQUE: Topic = Topic {
     has_dlq: true,
 };
 
+/// Unique Meta events with their tenant resolved and the conversation mapping updated.
+pub const WA_INBOUND_MAPPED: Topic = Topic {
+    name: "wa.inbound.mapped.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), tenant set",
+    has_dlq: true,
+};
+
+/// Mapped events whose media (if any) is stored in S3 with a presigned URL (`event.media`).
+pub const WA_INBOUND_ENRICHED: Topic = Topic {
+    name: "wa.inbound.enriched.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), tenant and media set",
+    has_dlq: true,
+};
+
+/// Customer messages normalized for Genesys Open Messaging, consumed by `sink:genesys`.
+pub const DELIVERY_GENESYS: Topic = Topic {
+    name: "delivery.genesys.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind genesys_inbound",
+    has_dlq: true,
+};
+
 /// Every registered topic.
-pub const ALL: &[Topic] = &[WEBHOOKS_RAW, WA_INBOUND, WA_INBOUND_UNIQUE];
+pub const ALL: &[Topic] = &[
+    WEBHOOKS_RAW,
+    WA_INBOUND,
+    WA_INBOUND_UNIQUE,
+    WA_INBOUND_MAPPED,
+    WA_INBOUND_ENRICHED,
+    DELIVERY_GENESYS,
+];
 
 /// Suffix of a topic's dead-letter twin.
 pub const DLQ_SUFFIX: &str = ".dlq";

@@ -112,6 +112,7 @@ mod tests {
             display_phone_number: None,
             contact: None,
             message: Box::new(message),
+            media: None,
         };
         in_conversation(event)
     }

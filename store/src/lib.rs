@@ -2,12 +2,20 @@
 //! ([`MemoryStore`]) implementation; ScyllaDB joins them behind the same trait and the same
 //! conformance suite (`tests/conformance.rs`).
 //!
-//! So far the store holds what dedupe needs: *claims*. A claim makes a key's effect happen once
-//! even though Kafka delivers at least once — see [`Claim`] for the protocol.
+//! It holds *claims* (a claim makes a key's effect happen once even though Kafka delivers at least
+//! once — see [`Claim`]), plain values with an optional expiry (tenant records, cached tokens) and
+//! *records*: field maps where each writer sets only its own fields (a conversation mapping is
+//! written by the mapping stage and by the Genesys sink without either overwriting the other).
+//! On top of it: [`tenants`] (encrypted credentials), [`records`] (mappings, message tracking),
+//! and the [`objects`] store for raw payloads and media.
 
 mod memory;
+pub mod objects;
+pub mod records;
 mod redis_store;
+pub mod tenants;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,6 +63,18 @@ pub trait StateStore: Send + Sync + 'static {
     /// Marks `owner`'s claim on `key` as completed, keeping its expiry. A claim held by another
     /// owner is left alone.
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// The value at `key`, if any and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets `key` to `value`, expiring after `ttl` when given (a plain value replaces a record).
+    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
+
+    /// Every field of the record at `key` (empty when there is none).
+    async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Sets these fields of the record at `key`, leaving its other fields alone, atomically.
+    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError>;
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn backend(&self) -> &'static str;

@@ -19,8 +19,24 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, (String, Instant)>,
+    entries: HashMap<String, Entry>,
     writes: usize,
+}
+
+struct Entry {
+    value: Value,
+    expires: Option<Instant>,
+}
+
+enum Value {
+    Bytes(Vec<u8>),
+    Fields(HashMap<String, String>),
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
 }
 
 impl MemoryStore {
@@ -39,17 +55,26 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn live(&self, key: &str, now: Instant) -> Option<&str> {
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Value> {
         self.entries
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(v, _)| v.as_str())
+            .get_mut(key)
+            .filter(|entry| entry.live(now))
+            .map(|entry| &mut entry.value)
     }
 
-    fn written(&mut self, now: Instant) {
+    fn live_text(&mut self, key: &str, now: Instant) -> Option<String> {
+        match self.live(key, now) {
+            Some(Value::Bytes(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: Value, expires: Option<Instant>, now: Instant) {
+        self.entries
+            .insert(key.to_owned(), Entry { value, expires });
         self.writes += 1;
         if self.writes.is_multiple_of(SWEEP_EVERY) {
-            self.entries.retain(|_, (_, expires)| *expires > now);
+            self.entries.retain(|_, entry| entry.live(now));
         }
     }
 }
@@ -58,12 +83,14 @@ impl Inner {
 impl StateStore for MemoryStore {
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError> {
         Ok(self.with(|inner, now| {
-            let found = classify(inner.live(key, now), owner);
+            let found = classify(inner.live_text(key, now).as_deref(), owner);
             if found == Claim::New {
-                inner
-                    .entries
-                    .insert(key.to_owned(), (pending(owner), now + ttl));
-                inner.written(now);
+                inner.insert(
+                    key,
+                    Value::Bytes(pending(owner).into_bytes()),
+                    Some(now + ttl),
+                    now,
+                );
             }
             found
         }))
@@ -71,12 +98,54 @@ impl StateStore for MemoryStore {
 
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.with(|inner, now| {
-            if let Some((value, expires)) = inner.entries.get_mut(key)
-                && *expires > now
-                && *value == pending(owner)
+            if let Some(Value::Bytes(value)) = inner.live(key, now)
+                && *value == pending(owner).as_bytes()
             {
-                *value = completed(owner);
+                *value = completed(owner).into_bytes();
             }
+        });
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.with(|inner, now| match inner.live(key, now) {
+            Some(Value::Bytes(bytes)) => Some(bytes.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.with(|inner, now| {
+            inner.insert(
+                key,
+                Value::Bytes(value.to_vec()),
+                ttl.map(|ttl| now + ttl),
+                now,
+            )
+        });
+        Ok(())
+    }
+
+    async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
+        Ok(self.with(|inner, now| match inner.live(key, now) {
+            Some(Value::Fields(fields)) => fields.clone(),
+            _ => HashMap::new(),
+        }))
+    }
+
+    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+        self.with(|inner, now| {
+            if let Some(Value::Fields(current)) = inner.live(key, now) {
+                for (field, value) in fields {
+                    current.insert((*field).to_owned(), (*value).to_owned());
+                }
+                return;
+            }
+            let record = fields
+                .iter()
+                .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+                .collect();
+            inner.insert(key, Value::Fields(record), None, now);
         });
         Ok(())
     }

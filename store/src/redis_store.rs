@@ -1,13 +1,15 @@
 //! The Redis store: single-node production and the store the integration tests run against.
 //!
 //! Claims are one Lua script (GET, then SET … PX if absent), so concurrent claimers on any number
-//! of wabaflow processes see exactly one `New`. Keys are namespaced by a prefix.
+//! of wabaflow processes see exactly one `New`. Values are strings, records are hashes (HSET sets
+//! only the given fields). Keys are namespaced by a prefix.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
 
 use crate::{Claim, StateStore, StoreError, completed, pending};
 
@@ -90,6 +92,47 @@ impl StateStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.connection
+            .clone()
+            .get(self.key(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let key = self.key(key);
+        match ttl {
+            Some(ttl) => {
+                connection
+                    .pset_ex::<_, _, ()>(key, value, ttl.as_millis().max(1) as u64)
+                    .await
+            }
+            None => connection.set::<_, _, ()>(key, value).await,
+        }
+        .map_err(unavailable)
+    }
+
+    async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
+        self.connection
+            .clone()
+            .hgetall(self.key(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.connection
+            .clone()
+            .hset_multiple::<_, _, _, ()>(self.key(key), fields)
+            .await
+            .map_err(unavailable)
     }
 
     fn backend(&self) -> &'static str {

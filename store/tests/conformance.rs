@@ -90,7 +90,54 @@ async fn concurrent_claimers_see_one_winner(store: Arc<dyn StateStore>) {
     assert_eq!(winners, 1);
 }
 
+async fn values_and_records(store: &dyn StateStore) {
+    let id = uuid::Uuid::now_v7();
+    let key = format!("tenant:{id}");
+    assert_eq!(store.get(&key).await.expect("get"), None);
+    store.put(&key, b"sealed", None).await.expect("put");
+    assert_eq!(
+        store.get(&key).await.expect("get").as_deref(),
+        Some(&b"sealed"[..])
+    );
+
+    let short = format!("token:{id}");
+    store
+        .put(&short, b"t", Some(Duration::from_millis(30)))
+        .await
+        .expect("put");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.get(&short).await.expect("get").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "value never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Two writers, each with its own fields: neither erases the other's.
+    let record = format!("mapping:wa:{id}");
+    assert!(store.fields(&record).await.expect("fields").is_empty());
+    store
+        .set_fields(&record, &[("tenant", "acme"), ("last_inbound_at", "t1")])
+        .await
+        .expect("set");
+    store
+        .set_fields(&record, &[("genesys_conversation_id", "c1")])
+        .await
+        .expect("set");
+    store
+        .set_fields(&record, &[("last_inbound_at", "t2")])
+        .await
+        .expect("set");
+    let fields = store.fields(&record).await.expect("fields");
+    assert_eq!(fields.len(), 3, "{fields:?}");
+    assert_eq!(fields["tenant"], "acme");
+    assert_eq!(fields["last_inbound_at"], "t2");
+    assert_eq!(fields["genesys_conversation_id"], "c1");
+}
+
 async fn suite(store: Arc<dyn StateStore>) {
+    values_and_records(&*store).await;
     claim_protocol(&*store).await;
     claims_expire(&*store).await;
     concurrent_claimers_see_one_winner(store).await;

@@ -97,6 +97,7 @@ impl Splitter {
                 display_phone_number: metadata.display_phone_number.clone(),
                 contact: value.contact_for(Some(user)).cloned(),
                 message: Box::new(message.clone()),
+                media: None,
             };
             self.push(
                 ConversationKey::conversation(number, user),
