@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 pub use wabaflow_schemas::Secret;
+use wabaflow_schemas::tenant::Tenant;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -18,6 +19,15 @@ pub struct Config {
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub dedupe: DedupeConfig,
+    pub tenancy: TenancyConfig,
+    /// Tenants to create or update at start (`[[tenants]]` in the file). Credentials in a config
+    /// file are in clear; prefer `wabaflow tenants put` with a file you delete afterwards.
+    pub tenants: Vec<Tenant>,
+    pub objects: ObjectsConfig,
+    pub meta: MetaApiConfig,
+    pub media: MediaConfig,
+    pub genesys: GenesysConfig,
+    pub archive: ArchiveConfig,
 }
 
 impl Config {
@@ -167,6 +177,126 @@ impl Default for DedupeConfig {
     fn default() -> Self {
         Self {
             ttl_secs: 8 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenancyConfig {
+    /// AES-256 key (32 bytes, base64) that seals tenant credentials at rest. Required by every
+    /// role that reads tenants; `wabaflow demo` generates one per run.
+    pub encryption_key: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectsBackend {
+    S3,
+    Dir,
+}
+
+/// Where raw payloads and media are kept (buckets `webhooks-inbound`, `media-inbound`, …).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectsConfig {
+    pub backend: ObjectsBackend,
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: Secret,
+    /// Path-style URLs (MinIO, s3s-fs); false for AWS virtual-host style.
+    pub s3_path_style: bool,
+    /// Prepended to every bucket name.
+    pub bucket_prefix: String,
+    /// Root of the `dir` backend.
+    pub dir: String,
+}
+
+impl Default for ObjectsConfig {
+    fn default() -> Self {
+        Self {
+            backend: ObjectsBackend::S3,
+            s3_endpoint: "http://127.0.0.1:8014".into(),
+            s3_region: "us-east-1".into(),
+            s3_access_key: "minioadmin".into(),
+            s3_secret_key: Secret::new("minioadmin"),
+            s3_path_style: true,
+            bucket_prefix: String::new(),
+            dir: "wabaflow-objects".into(),
+        }
+    }
+}
+
+/// Meta's Graph API (the simulator in tests: `http://127.0.0.1:8090`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetaApiConfig {
+    pub graph_url: String,
+    /// Pinned Graph API version.
+    pub api_version: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for MetaApiConfig {
+    fn default() -> Self {
+        Self {
+            graph_url: "https://graph.facebook.com".into(),
+            api_version: "v23.0".into(),
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// How long the presigned URL handed to Genesys stays valid. Genesys fetches attachments
+    /// when the message arrives; a day leaves room for a sink that waited out an outage.
+    pub url_ttl_secs: u64,
+    /// Largest file downloaded from Meta (Meta's own limit for documents is 100 MB).
+    pub max_bytes: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            url_ttl_secs: 24 * 3600,
+            max_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenesysConfig {
+    pub timeout_ms: u64,
+    /// Longest a cached OAuth token is used, whatever `expires_in` says.
+    pub token_max_age_secs: u64,
+}
+
+impl Default for GenesysConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            token_max_age_secs: 55 * 60,
+        }
+    }
+}
+
+/// `sink:archive`: raw webhook bodies to S3, one object per batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArchiveConfig {
+    pub batch_max_records: usize,
+    pub batch_max_age_ms: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_records: 500,
+            batch_max_age_ms: 2_000,
         }
     }
 }

@@ -195,7 +195,16 @@ impl<S: Stage> StageRunner<S> {
             };
             match self.stage.process(event, &cx).await {
                 Ok(Outcome::Emit(events, receipt)) => {
-                    let output = self.stage.output().qualified(&self.kafka.topic_prefix);
+                    let output = match self.stage.output() {
+                        Some(topic) => topic.qualified(&self.kafka.topic_prefix),
+                        None if events.is_empty() => String::new(),
+                        None => {
+                            return Err(RunnerError::Internal {
+                                stage: name,
+                                reason: "a sink emitted events".into(),
+                            });
+                        }
+                    };
                     let mut acks = Vec::with_capacity(events.len());
                     for event in &events {
                         let record = Record::new(
@@ -226,9 +235,14 @@ impl<S: Stage> StageRunner<S> {
                 Err(StageError::Invalid(reason)) => {
                     return self.dead_letter(message, cx.origin, &reason).map(Some);
                 }
-                Err(StageError::Unavailable(reason)) => {
+                Err(err @ (StageError::Unavailable(_) | StageError::RetryAfter { .. })) => {
                     m.stage_retries.with_label_values(&[name]).inc();
-                    let delay = backoff.next_delay();
+                    let delay = match &err {
+                        // Honour the service's wait, growing past it only if it keeps refusing.
+                        StageError::RetryAfter { after, .. } => backoff.next_delay().max(*after),
+                        _ => backoff.next_delay(),
+                    };
+                    let reason = err.to_string();
                     warn!(stage = name, origin = %cx.origin, attempt = backoff.attempts(), ?delay, %reason, "retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),

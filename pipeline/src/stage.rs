@@ -1,10 +1,13 @@
 //! The [`Stage`] trait: a function from one input event to output events, with injected state.
 //!
-//! A stage knows nothing of Kafka. The runner decodes the record into an [`Envelope`], calls
+//! A stage knows nothing of Kafka. A sink is a stage without an output topic: its effect is the
+//! call it makes (e.g. to Genesys), and the runner's offset rules apply to it unchanged.
+//! The runner decodes the record into an [`Envelope`], calls
 //! [`Stage::process`], produces what it returns to [`Stage::output`], and only after the broker
 //! acked those outputs calls [`Stage::acked`] and stores the input's offset.
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use wabaflow_schemas::{Envelope, Topic};
@@ -49,6 +52,9 @@ pub enum StageError {
     /// An external service failed: retry with backoff, never skip the event.
     #[error("external service unavailable: {0}")]
     Unavailable(String),
+    /// An external service asked us to wait (HTTP 429 / 503 with `Retry-After`): retry no sooner.
+    #[error("external service throttled us for {after:?}: {reason}")]
+    RetryAfter { reason: String, after: Duration },
     /// Our own bug: stop the runner (the process restarts it from the last committed offset).
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,7 +68,8 @@ pub trait Stage: Send + Sync + 'static {
     /// A verb: `dedupe`, `map`, `transform`. Names the consumer group and metric labels.
     fn name(&self) -> &'static str;
     fn input(&self) -> Topic;
-    fn output(&self) -> Topic;
+    /// Where emitted events go; `None` for a sink, whose effect is outside Kafka.
+    fn output(&self) -> Option<Topic>;
 
     async fn process(
         &self,

@@ -10,6 +10,7 @@ pub mod flex;
 pub mod genesys;
 pub mod meta;
 pub mod secret;
+pub mod tenant;
 pub mod topics;
 
 pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source, StoredMedia};

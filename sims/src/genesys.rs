@@ -205,7 +205,11 @@ impl SimState {
         };
         if let Some(status) = inner.failures.pop() {
             inner.stats.injected_failures += 1;
-            let mut response = error(status, "injected.failure", "The simulator was told to fail.");
+            let mut response = error(
+                status,
+                "injected.failure",
+                "The simulator was told to fail.",
+            );
             if status == StatusCode::TOO_MANY_REQUESTS {
                 response
                     .headers_mut()
@@ -220,7 +224,10 @@ impl SimState {
             *count = 0;
         }
         if *count >= self.config.rate_limit {
-            let retry_after = window.saturating_sub(now.duration_since(*started)).as_secs() + 1;
+            let retry_after = window
+                .saturating_sub(now.duration_since(*started))
+                .as_secs()
+                + 1;
             inner.stats.rate_limited += 1;
             let mut response = error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -274,13 +281,16 @@ async fn token(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byt
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| BASE64.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok());
-    let known = credentials.as_deref().and_then(|c| c.split_once(':')).is_some_and(|(id, secret)| {
-        state
-            .config
-            .clients
-            .iter()
-            .any(|(cid, csecret)| cid == id && csecret == secret)
-    });
+    let known = credentials
+        .as_deref()
+        .and_then(|c| c.split_once(':'))
+        .is_some_and(|(id, secret)| {
+            state
+                .config
+                .clients
+                .iter()
+                .any(|(cid, csecret)| cid == id && csecret == secret)
+        });
     if !known {
         return (
             StatusCode::UNAUTHORIZED,
@@ -293,7 +303,11 @@ async fn token(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byt
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let grant = String::from_utf8_lossy(&body);
-    if !form_ok || !grant.split('&').any(|pair| pair == "grant_type=client_credentials") {
+    if !form_ok
+        || !grant
+            .split('&')
+            .any(|pair| pair == "grant_type=client_credentials")
+    {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": "unsupported_grant_type", "description": "grant_type=client_credentials as a form is required"})),
@@ -302,9 +316,10 @@ async fn token(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byt
     }
     let access_token = format!("sim-{}", uuid::Uuid::now_v7().simple());
     let mut inner = state.lock();
-    inner
-        .tokens
-        .insert(access_token.clone(), Instant::now() + state.config.token_ttl);
+    inner.tokens.insert(
+        access_token.clone(),
+        Instant::now() + state.config.token_ttl,
+    );
     inner.stats.tokens_issued += 1;
     axum::Json(TokenResponse {
         access_token,
@@ -384,14 +399,17 @@ fn validate(message: &InboundMessage) -> Result<(), String> {
     let has_text = message.text.as_deref().is_some_and(|t| !t.is_empty());
     if !has_text && message.content.is_empty() {
         return Err(
-            "should have required property 'content', should have required property '.text'"
-                .into(),
+            "should have required property 'content', should have required property '.text'".into(),
         );
     }
     if message.channel.from.id.trim().is_empty() {
         return Err("channel.from.id must not be empty".into());
     }
-    if message.text.as_deref().is_some_and(|t| t.chars().count() > 4_096) {
+    if message
+        .text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > 4_096)
+    {
         return Err("text is longer than 4096 characters".into());
     }
     for (i, content) in message.content.iter().enumerate() {
@@ -409,7 +427,9 @@ fn validate(message: &InboundMessage) -> Result<(), String> {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
         if !url_ok {
-            return Err(format!("content[{i}].attachment.url must be an absolute URL"));
+            return Err(format!(
+                "content[{i}].attachment.url must be an absolute URL"
+            ));
         }
     }
     Ok(())
@@ -455,15 +475,27 @@ async fn inbound_receipt(
     let Ok(receipt) = serde_json::from_slice::<Value>(&body) else {
         return state.reject("The request could not be understood: not JSON");
     };
-    const STATUSES: [&str; 6] = ["Sent", "Delivered", "Read", "Failed", "Published", "Removed"];
-    let status_ok = receipt["status"].as_str().is_some_and(|s| STATUSES.contains(&s));
+    const STATUSES: [&str; 6] = [
+        "Sent",
+        "Delivered",
+        "Read",
+        "Failed",
+        "Published",
+        "Removed",
+    ];
+    let status_ok = receipt["status"]
+        .as_str()
+        .is_some_and(|s| STATUSES.contains(&s));
     if receipt["id"].as_str().is_none_or(str::is_empty)
         || receipt["channel"]["to"]["id"].as_str().is_none()
         || !status_ok
     {
         return state.reject("a receipt needs id, channel.to.id and a status in Sent|Delivered|Read|Failed|Published|Removed");
     }
-    state.lock().receipts.push((integration_id, receipt.clone()));
+    state
+        .lock()
+        .receipts
+        .push((integration_id, receipt.clone()));
     state.changed.notify_waiters();
     axum::Json(receipt).into_response()
 }

@@ -138,11 +138,21 @@ impl MetaSim {
 
     /// How many times the file behind `media_id` was downloaded / its URL looked up.
     pub fn downloads(&self, media_id: &str) -> usize {
-        self.state.lock().downloads.get(media_id).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .downloads
+            .get(media_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn lookups(&self, media_id: &str) -> usize {
-        self.state.lock().lookups.get(media_id).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .lookups
+            .get(media_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The next `n` media calls (lookups, downloads, uploads) answer 500.
@@ -159,7 +169,10 @@ impl SimState {
     fn add_media(&self, bytes: Bytes, mime_type: &str) -> MediaRef {
         let digest = Sha256::digest(&bytes);
         let reference = MediaRef {
-            id: format!("{}", rand::random::<u64>() % 9_000_000_000_000_000 + 1_000_000_000_000_000),
+            id: format!(
+                "{}",
+                rand::random::<u64>() % 9_000_000_000_000_000 + 1_000_000_000_000_000
+            ),
             mime_type: mime_type.to_owned(),
             sha256_hex: hex::encode(digest),
             sha256_base64: BASE64.encode(digest),

@@ -50,8 +50,8 @@ impl Stage for DedupeStage {
         WA_INBOUND
     }
 
-    fn output(&self) -> Topic {
-        WA_INBOUND_UNIQUE
+    fn output(&self) -> Option<Topic> {
+        Some(WA_INBOUND_UNIQUE)
     }
 
     async fn process(

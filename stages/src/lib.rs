@@ -1,8 +1,18 @@
 //! Dataflow stages: each one a [`wabaflow_pipeline::Stage`] from one topic to the next, with its
-//! state injected as a [`wabaflow_store::StateStore`]. Stages are verbs.
+//! state injected (a [`wabaflow_store::StateStore`], the tenant registry, the object store).
+//! Stages are verbs. The inbound chain:
 //!
-//! - [`dedupe`]: `wa.inbound.v1` → `wa.inbound.unique.v1`, each message and status once.
+//! - [`dedupe`]: `wa.inbound.v1` → `wa.inbound.unique.v1`, each message and status once;
+//! - [`map`]: → `wa.inbound.mapped.v1`, tenant resolved, conversation mapping current;
+//! - [`media`]: → `wa.inbound.enriched.v1`, media copied from Meta to S3 with a presigned URL;
+//! - [`transform`]: → `delivery.genesys.v1`, Genesys Open Messaging inbound messages.
 
 pub mod dedupe;
+pub mod map;
+pub mod media;
+pub mod transform;
 
 pub use dedupe::DedupeStage;
+pub use map::MapStage;
+pub use media::MediaStage;
+pub use transform::TransformStage;

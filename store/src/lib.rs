@@ -70,6 +70,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Sets `key` to `value`, expiring after `ttl` when given (a plain value replaces a record).
     async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
 
+    /// Removes `key` (a value or a record); absent keys are fine.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
     /// Every field of the record at `key` (empty when there is none).
     async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError>;
 

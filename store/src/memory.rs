@@ -126,6 +126,11 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.with(|inner, _| inner.entries.remove(key));
+        Ok(())
+    }
+
     async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
         Ok(self.with(|inner, now| match inner.live(key, now) {
             Some(Value::Fields(fields)) => fields.clone(),

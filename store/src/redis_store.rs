@@ -116,6 +116,14 @@ impl StateStore for RedisStore {
         .map_err(unavailable)
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.connection
+            .clone()
+            .del::<_, ()>(self.key(key))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
         self.connection
             .clone()

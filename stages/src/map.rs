@@ -1,0 +1,263 @@
+//! `map`: resolves the tenant of every unique Meta event and keeps the conversation mapping
+//! current. `wa.inbound.unique.v1` → `wa.inbound.mapped.v1`.
+//!
+//! The tenant comes from `metadata.phone_number_id` (Meta: route on it, not on the display
+//! number). A number no tenant owns is dead-lettered with the reason; a number owned by another
+//! tenant than the one whose webhook URL received the event (the edge sets `tenant` from the URL)
+//! is dead-lettered too — that is a misconfigured callback, or a forgery with a leaked secret.
+//! For a customer message the mapping records the user, their profile name and the message time,
+//! which starts the 24-hour customer-service window; message tracking gets an `inbound` row.
+//! Account-level changes carry no number and pass through unmapped.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
+use wabaflow_schemas::topics::{Topic, WA_INBOUND_MAPPED, WA_INBOUND_UNIQUE};
+use wabaflow_schemas::{Envelope, Event};
+use wabaflow_store::records::{InboundContact, Records};
+use wabaflow_store::tenants::{TenantError, TenantRegistry};
+
+pub struct MapStage {
+    tenants: TenantRegistry,
+    records: Records,
+}
+
+impl MapStage {
+    pub fn new(tenants: TenantRegistry, records: Records) -> Self {
+        Self { tenants, records }
+    }
+}
+
+/// Store trouble waits and retries; a record that does not open (wrong key, corruption) is an
+/// operator problem: the events wait for it too, rather than being dead-lettered en masse.
+pub(crate) fn tenant_error(err: TenantError) -> StageError {
+    StageError::Unavailable(err.to_string())
+}
+
+#[async_trait]
+impl Stage for MapStage {
+    type Receipt = ();
+
+    fn name(&self) -> &'static str {
+        "map"
+    }
+
+    fn input(&self) -> Topic {
+        WA_INBOUND_UNIQUE
+    }
+
+    fn output(&self) -> Option<Topic> {
+        Some(WA_INBOUND_MAPPED)
+    }
+
+    async fn process(
+        &self,
+        mut envelope: Envelope,
+        _cx: &Context,
+    ) -> Result<Outcome<()>, StageError> {
+        let phone_number_id = match &envelope.event {
+            Event::MetaMessage {
+                phone_number_id, ..
+            }
+            | Event::MetaStatus {
+                phone_number_id, ..
+            }
+            | Event::MetaError {
+                phone_number_id, ..
+            } => phone_number_id.clone(),
+            Event::MetaChange { .. } => return Ok(Outcome::Emit(vec![envelope], ())),
+            Event::GenesysInbound { .. } => {
+                return Err(StageError::Invalid(
+                    "a Genesys delivery on the inbound Meta topic".into(),
+                ));
+            }
+        };
+        let tenant = self
+            .tenants
+            .by_phone(&phone_number_id)
+            .await
+            .map_err(tenant_error)?
+            .ok_or_else(|| {
+                StageError::Invalid(format!(
+                    "unknown phone number id {phone_number_id}: no tenant owns it"
+                ))
+            })?;
+        if let Some(claimed) = &envelope.tenant
+            && *claimed != tenant.id
+        {
+            return Err(StageError::Invalid(format!(
+                "phone number id {phone_number_id} belongs to tenant {}, but arrived on tenant {claimed}'s webhook",
+                tenant.id
+            )));
+        }
+
+        if let Event::MetaMessage {
+            contact, message, ..
+        } = &envelope.event
+        {
+            let key = envelope.conversation_key.as_str();
+            let user = message.sender().unwrap_or_default();
+            let profile = contact.as_ref().and_then(|c| c.profile.as_ref());
+            let at: DateTime<Utc> = envelope.occurred_at.unwrap_or(envelope.received_at);
+            let contact = InboundContact {
+                tenant: &tenant.id,
+                phone_number_id: &phone_number_id,
+                user,
+                wa_id: message.from.as_deref(),
+                user_id: message.from_user_id.as_deref(),
+                contact_name: profile.and_then(|p| p.name.as_deref().or(p.username.as_deref())),
+                at,
+            };
+            let unavailable =
+                |err: wabaflow_store::StoreError| StageError::Unavailable(err.to_string());
+            self.records
+                .touch_inbound(key, &contact)
+                .await
+                .map_err(unavailable)?;
+            let media_type = message.media().map(|_| message.kind.as_str()).unwrap_or("");
+            let mut fields = vec![
+                ("conversation", key),
+                ("tenant", tenant.id.as_str()),
+                ("direction", "inbound"),
+                ("status", "received"),
+            ];
+            if !media_type.is_empty() {
+                fields.push(("media_type", media_type));
+            }
+            self.records
+                .track(&message.id, &fields)
+                .await
+                .map_err(unavailable)?;
+        }
+        envelope.tenant = Some(tenant.id.clone());
+        Ok(Outcome::Emit(vec![envelope], ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wabaflow_pipeline::Origin;
+    use wabaflow_schemas::tenant::{GenesysIntegration, Tenant};
+    use wabaflow_schemas::{ConversationKey, Secret, Source};
+    use wabaflow_store::tenants::EncryptionKey;
+    use wabaflow_store::{MemoryStore, StateStore};
+
+    use super::*;
+
+    pub(crate) fn tenant(id: &str, phone: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            phone_number_id: phone.into(),
+            display_phone_number: None,
+            app_secret: Secret::new("s"),
+            verify_token: Secret::new("v"),
+            whatsapp_token: Secret::new("t"),
+            genesys: GenesysIntegration {
+                region: "mypurecloud.ie".into(),
+                integration_id: format!("int-{id}"),
+                client_id: "c".into(),
+                client_secret: Secret::new("cs"),
+                webhook_secret: Secret::default(),
+            },
+        }
+    }
+
+    fn message(phone: &str, wamid: &str, name: &str) -> Envelope {
+        let contact = serde_json::from_value(serde_json::json!({
+            "profile": {"name": name}, "wa_id": "16505551234"
+        }))
+        .expect("contact");
+        let message = serde_json::from_value(serde_json::json!({
+            "from": "16505551234", "id": wamid, "timestamp": "1749416383", "type": "text",
+            "text": {"body": "hi"}
+        }))
+        .expect("message");
+        Envelope::new(
+            Source::Meta,
+            ConversationKey::conversation(phone, "16505551234"),
+            chrono::DateTime::from_timestamp(1_749_416_383, 0),
+            Utc::now(),
+            None,
+            Event::MetaMessage {
+                phone_number_id: phone.into(),
+                display_phone_number: None,
+                contact: Some(contact),
+                message: Box::new(message),
+                media: None,
+            },
+        )
+    }
+
+    async fn stage() -> (MapStage, Records) {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let tenants = TenantRegistry::new(store.clone(), &EncryptionKey::generate());
+        tenants.put(&tenant("acme", "1065")).await.expect("put");
+        tenants.put(&tenant("globex", "2077")).await.expect("put");
+        let records = Records::new(store);
+        (MapStage::new(tenants, records.clone()), records)
+    }
+
+    fn cx() -> Context {
+        Context {
+            origin: Origin {
+                topic: "wa.inbound.unique.v1".into(),
+                partition: 0,
+                offset: 1,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_gets_its_tenant_mapping_and_tracking() {
+        let (stage, records) = stage().await;
+        let Outcome::Emit(out, ()) = stage
+            .process(message("1065", "wamid.A", "Sheena"), &cx())
+            .await
+            .expect("processed")
+        else {
+            panic!("discarded")
+        };
+        assert_eq!(out[0].tenant.as_deref(), Some("acme"));
+        let mapping = records
+            .conversation("1065:16505551234")
+            .await
+            .expect("read")
+            .expect("mapped");
+        assert_eq!(mapping.tenant, "acme");
+        assert_eq!(mapping.contact_name.as_deref(), Some("Sheena"));
+        assert_eq!(
+            mapping.last_inbound_at.map(|t| t.timestamp()),
+            Some(1_749_416_383)
+        );
+        let tracking = records
+            .tracking("wamid.A")
+            .await
+            .expect("read")
+            .expect("tracked");
+        assert_eq!(tracking.direction.as_deref(), Some("inbound"));
+        assert_eq!(tracking.conversation.as_deref(), Some("1065:16505551234"));
+    }
+
+    #[tokio::test]
+    async fn unknown_and_foreign_numbers_are_dead_lettered_with_a_reason() {
+        let (stage, _) = stage().await;
+        let err = stage
+            .process(message("999", "wamid.B", "X"), &cx())
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, StageError::Invalid(r) if r.contains("unknown phone number id 999")),
+            "{err}"
+        );
+
+        let mut foreign = message("2077", "wamid.C", "X");
+        foreign.tenant = Some("acme".into());
+        let err = stage.process(foreign, &cx()).await.expect_err("refused");
+        assert!(
+            matches!(&err, StageError::Invalid(r) if r.contains("belongs to tenant globex")),
+            "{err}"
+        );
+    }
+}
