@@ -1,8 +1,11 @@
 //! A node: the set of roles one `wabaflow` process runs, wired to the configured services.
 //!
-//! Roles: `ingest` (the Meta edge), `stage:dedupe`. Every node also serves `/metrics`,
-//! `/healthz` and `/readyz` on `admin.listen`. The first role that fails stops the node.
+//! Roles: `ingest` (the Meta edge), `stage:dedupe`, `stage:map`, `stage:media`,
+//! `stage:transform`, `sink:genesys`, `sink:archive`. Every node also serves `/metrics`,
+//! `/healthz` and `/readyz` on `admin.listen` — and, with the `dir` object backend, the signed
+//! object links under `/objects/`. The first role that fails stops the node.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -10,46 +13,83 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 use wabaflow_ingest::MetaEdge;
-use wabaflow_pipeline::config::StoreBackend;
+use wabaflow_pipeline::config::{ObjectsBackend, StoreBackend};
 use wabaflow_pipeline::telemetry::{Health, admin_router};
-use wabaflow_pipeline::{Config, Producer, Shutdown, StageRunner};
-use wabaflow_stages::DedupeStage;
+use wabaflow_pipeline::{BatchLimits, BatchRunner, Config, Producer, Shutdown, Stage, StageRunner};
+use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
+use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink};
+use wabaflow_stages::media::MEDIA_INBOUND_BUCKET;
+use wabaflow_stages::{DedupeStage, MapStage, MediaStage, TransformStage};
+use wabaflow_store::objects::{DirStore, ObjectStore, S3Settings, S3Store};
+use wabaflow_store::records::Records;
+use wabaflow_store::tenants::{EncryptionKey, TenantRegistry};
 use wabaflow_store::{MemoryStore, RedisStore, StateStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Ingest,
     Dedupe,
+    Map,
+    Media,
+    Transform,
+    Genesys,
+    Archive,
 }
 
 impl Role {
-    pub const ALL: [Role; 2] = [Role::Ingest, Role::Dedupe];
+    pub const ALL: [Role; 7] = [
+        Role::Ingest,
+        Role::Dedupe,
+        Role::Map,
+        Role::Media,
+        Role::Transform,
+        Role::Genesys,
+        Role::Archive,
+    ];
+
+    /// Roles that cannot work without tenants (and therefore `tenancy.encryption_key`). The edge
+    /// can: without tenants it serves only `/webhooks/meta` with the configured app secret.
+    fn needs_tenants(self) -> bool {
+        !matches!(self, Role::Ingest | Role::Dedupe | Role::Archive)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Dedupe => "stage:dedupe",
+            Role::Map => "stage:map",
+            Role::Media => "stage:media",
+            Role::Transform => "stage:transform",
+            Role::Genesys => "sink:genesys",
+            Role::Archive => "sink:archive",
+        }
+    }
 }
 
 impl FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ingest" | "ingest:meta" => Ok(Role::Ingest),
-            "stage:dedupe" => Ok(Role::Dedupe),
-            other => Err(format!(
-                "unknown role {other:?}; known roles: ingest, stage:dedupe"
-            )),
+        if s == "ingest:meta" {
+            return Ok(Role::Ingest);
         }
+        Role::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
+            let known: Vec<_> = Role::ALL.iter().map(|r| r.name()).collect();
+            format!("unknown role {s:?}; known roles: {}", known.join(", "))
+        })
     }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Ingest => "ingest",
-            Role::Dedupe => "stage:dedupe",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -82,7 +122,26 @@ impl Node {
             .await
             .with_context(|| format!("binding the admin server on {}", config.admin.listen))?;
         let admin_addr = admin.local_addr()?;
-        tasks.spawn(serve(admin, admin_router(health.clone()), shutdown.clone()));
+
+        let store = match store {
+            Some(store) => store,
+            None => open_store(config).await?,
+        };
+        let tenants = tenant_registry(config, roles, &store).await?;
+        let records = Records::new(store.clone());
+
+        let mut admin_routes = admin_router(health.clone());
+        let objects: Option<Arc<dyn ObjectStore>> =
+            if roles.contains(&Role::Media) || roles.contains(&Role::Archive) {
+                let (objects, links) = open_objects(config, admin_addr)?;
+                if let Some(dir) = links {
+                    admin_routes = admin_routes.merge(object_links(dir));
+                }
+                Some(objects)
+            } else {
+                None
+            };
+        tasks.spawn(serve(admin, admin_routes, shutdown.clone()));
         info!(addr = %admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
 
         let mut ingest_addr = None;
@@ -91,22 +150,78 @@ impl Node {
                 .await
                 .with_context(|| format!("binding the Meta edge on {}", config.ingest.listen))?;
             let addr = listener.local_addr()?;
-            let edge = MetaEdge::new(&config.ingest, &config.kafka.topic_prefix, producer.clone());
+            let edge = MetaEdge::new(
+                &config.ingest,
+                &config.kafka.topic_prefix,
+                producer.clone(),
+                tenants.clone(),
+            );
             tasks.spawn(serve(listener, edge.router(), shutdown.clone()));
             health.set("ingest:meta", true);
-            info!(%addr, "Meta edge listening on /webhooks/meta");
+            info!(%addr, "Meta edge listening on /webhooks/meta/{{tenant}}");
             ingest_addr = Some(addr);
         }
 
-        if roles.contains(&Role::Dedupe) {
-            let store = match store {
-                Some(store) => store,
-                None => open_store(config).await?,
-            };
-            let stage = DedupeStage::new(store, Duration::from_secs(config.dedupe.ttl_secs));
-            let runner = StageRunner::new(stage, &config.kafka, producer.clone(), health.clone());
+        for role in roles {
             let stop = shutdown.clone();
-            tasks.spawn(async move { runner.run(stop).await.context("stage:dedupe") });
+            let name = role.name();
+            let registry = || {
+                tenants
+                    .clone()
+                    .context("tenancy.encryption_key is required for this role")
+            };
+            match role {
+                Role::Ingest => {}
+                Role::Dedupe => {
+                    let stage =
+                        DedupeStage::new(store.clone(), Duration::from_secs(config.dedupe.ttl_secs));
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::Map => {
+                    let stage = MapStage::new(registry()?, records.clone());
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::Media => {
+                    let objects = objects.clone().context("object store")?;
+                    objects
+                        .ensure_bucket(MEDIA_INBOUND_BUCKET)
+                        .await
+                        .context("creating bucket media-inbound")?;
+                    let stage = MediaStage::new(
+                        registry()?,
+                        records.clone(),
+                        objects,
+                        &config.meta,
+                        &config.media,
+                    )?;
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::Transform => {
+                    let stage = TransformStage::new(registry()?);
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::Genesys => {
+                    let service = GenesysService::new(registry()?, &config.genesys)?;
+                    let sink = GenesysSink::new(service, registry()?, records.clone());
+                    tasks.spawn(run_stage(sink, config, &producer, &health, stop, name));
+                }
+                Role::Archive => {
+                    let objects = objects.clone().context("object store")?;
+                    for bucket in [WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET] {
+                        objects
+                            .ensure_bucket(bucket)
+                            .await
+                            .with_context(|| format!("creating bucket {bucket}"))?;
+                    }
+                    let limits = BatchLimits {
+                        max_records: config.archive.batch_max_records.max(1),
+                        max_age: Duration::from_millis(config.archive.batch_max_age_ms),
+                    };
+                    let runner =
+                        BatchRunner::new(ArchiveSink::new(objects), &config.kafka, limits, health.clone());
+                    tasks.spawn(async move { runner.run(stop).await.context(name) });
+                }
+            }
         }
 
         Ok(Node {
@@ -142,6 +257,20 @@ impl Node {
     }
 }
 
+type StageTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+fn run_stage<S: Stage>(
+    stage: S,
+    config: &Config,
+    producer: &Producer,
+    health: &Health,
+    shutdown: Shutdown,
+    name: &'static str,
+) -> StageTask {
+    let runner = StageRunner::new(stage, &config.kafka, producer.clone(), health.clone());
+    Box::pin(async move { runner.run(shutdown).await.context(name) })
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(match config.store.backend {
         StoreBackend::Memory => Arc::new(MemoryStore::new()),
@@ -151,6 +280,79 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
                 .with_context(|| format!("connecting to Redis at {}", config.store.redis_url))?,
         ),
     })
+}
+
+/// The registry, when a key is configured; the configured `[[tenants]]` are written at start.
+async fn tenant_registry(
+    config: &Config,
+    roles: &[Role],
+    store: &Arc<dyn StateStore>,
+) -> anyhow::Result<Option<TenantRegistry>> {
+    let key = config.tenancy.encryption_key.expose();
+    if key.is_empty() {
+        if let Some(role) = roles.iter().find(|r| r.needs_tenants()) {
+            bail!("role {role} needs tenancy.encryption_key (WABAFLOW_TENANCY__ENCRYPTION_KEY): 32 random bytes, base64");
+        }
+        if !config.tenants.is_empty() {
+            bail!("tenants are configured but tenancy.encryption_key is not");
+        }
+        return Ok(None);
+    }
+    let key = EncryptionKey::from_base64(key).context("tenancy.encryption_key")?;
+    let registry = TenantRegistry::new(store.clone(), &key);
+    for tenant in &config.tenants {
+        registry
+            .put(tenant)
+            .await
+            .with_context(|| format!("registering tenant {}", tenant.id))?;
+    }
+    Ok(Some(registry))
+}
+
+/// The object store; with the `dir` backend also the store whose links the admin server serves.
+fn open_objects(
+    config: &Config,
+    admin_addr: SocketAddr,
+) -> anyhow::Result<(Arc<dyn ObjectStore>, Option<Arc<DirStore>>)> {
+    let objects = &config.objects;
+    Ok(match objects.backend {
+        ObjectsBackend::S3 => (
+            Arc::new(S3Store::new(S3Settings {
+                endpoint: objects.s3_endpoint.clone(),
+                region: objects.s3_region.clone(),
+                access_key: objects.s3_access_key.clone(),
+                secret_key: objects.s3_secret_key.clone(),
+                path_style: objects.s3_path_style,
+                bucket_prefix: objects.bucket_prefix.clone(),
+            })?),
+            None,
+        ),
+        ObjectsBackend::Dir => {
+            let dir = DirStore::new(&objects.dir);
+            dir.set_public_url(&format!("http://{admin_addr}"));
+            (dir.clone(), Some(dir))
+        }
+    })
+}
+
+/// `GET /objects/{bucket}/{*key}?expires=…&signature=…` for the `dir` backend's links.
+fn object_links(dir: Arc<DirStore>) -> axum::Router {
+    async fn get_object(
+        State(dir): State<Arc<DirStore>>,
+        Path((bucket, key)): Path<(String, String)>,
+        Query(query): Query<HashMap<String, String>>,
+    ) -> Response {
+        let expires = query.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+        let signature = query.get("signature").map(String::as_str).unwrap_or("");
+        match dir.serve_signed(&bucket, &key, expires, signature).await {
+            Ok(Some(bytes)) => bytes.into_response(),
+            Ok(None) => StatusCode::NOT_FOUND.into_response(),
+            Err(reason) => (StatusCode::FORBIDDEN, reason).into_response(),
+        }
+    }
+    axum::Router::new()
+        .route("/objects/{bucket}/{*key}", axum::routing::get(get_object))
+        .with_state(dir)
 }
 
 async fn serve(

@@ -1,5 +1,9 @@
-//! The Meta edge: `GET /webhooks/meta` answers the verification handshake, `POST /webhooks/meta`
-//! takes WhatsApp Cloud API webhooks (WIRE.md §1).
+//! The Meta edge: `GET /webhooks/meta/{tenant}` answers the verification handshake,
+//! `POST /webhooks/meta/{tenant}` takes WhatsApp Cloud API webhooks (WIRE.md §1).
+//!
+//! Each tenant has its own Meta app, hence its own callback URL, app secret and verify token; the
+//! path names the tenant and its sealed credentials check the request. An unknown tenant is a 404.
+//! `/webhooks/meta` (no tenant) uses `ingest.meta` from the config: a single-app deployment.
 //!
 //! POST: body ≤ limit (413) → `X-Hub-Signature-256` over the raw bytes (401) → JSON (400) → split
 //! into one event per message, status, error and other change → the raw body to
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,6 +33,8 @@ use wabaflow_pipeline::config::{IngestConfig, MetaEdgeConfig};
 use wabaflow_pipeline::telemetry::metrics;
 use wabaflow_pipeline::{Producer, Record};
 use wabaflow_schemas::meta::{WHATSAPP_OBJECT, Webhook};
+use wabaflow_schemas::tenant::Tenant;
+use wabaflow_store::tenants::TenantRegistry;
 use wabaflow_schemas::topics::{WA_INBOUND, WEBHOOKS_RAW};
 
 pub use decode::{Rejected, Split, split};
@@ -41,6 +47,8 @@ const EDGE: &str = "meta";
 /// Headers of a raw-body record in `webhooks.raw.v1`.
 pub const SOURCE_HEADER: &str = "wabaflow-source";
 pub const RECEIVED_AT_HEADER: &str = "wabaflow-received-at";
+/// The tenant whose webhook URL received the body (absent on `/webhooks/meta`).
+pub const TENANT_HEADER: &str = "wabaflow-tenant";
 /// Header of every event and dead letter: the raw body it was split from.
 pub const REQUEST_ID_HEADER: &str = "wabaflow-request-id";
 
@@ -51,6 +59,7 @@ pub struct MetaEdge {
 
 struct Inner {
     config: MetaEdgeConfig,
+    tenants: Option<TenantRegistry>,
     body_limit: usize,
     producer: Producer,
     raw_topic: String,
@@ -59,10 +68,17 @@ struct Inner {
 }
 
 impl MetaEdge {
-    pub fn new(ingest: &IngestConfig, topic_prefix: &str, producer: Producer) -> Self {
+    /// `tenants` enables the per-tenant routes; without it only `/webhooks/meta` answers.
+    pub fn new(
+        ingest: &IngestConfig,
+        topic_prefix: &str,
+        producer: Producer,
+        tenants: Option<TenantRegistry>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config: ingest.meta.clone(),
+                tenants,
                 body_limit: ingest.body_limit_bytes,
                 producer,
                 raw_topic: WEBHOOKS_RAW.qualified(topic_prefix),
@@ -75,6 +91,10 @@ impl MetaEdge {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/webhooks/meta", get(verify_subscription).post(receive))
+            .route(
+                "/webhooks/meta/{tenant}",
+                get(verify_tenant_subscription).post(receive_for_tenant),
+            )
             .with_state(self.clone())
     }
 }
@@ -85,7 +105,27 @@ async fn verify_subscription(
     State(edge): State<MetaEdge>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let expected = edge.inner.config.verify_token.expose().as_bytes();
+    handshake(edge.inner.config.verify_token.expose().as_bytes(), &query)
+}
+
+async fn verify_tenant_subscription(
+    State(edge): State<MetaEdge>,
+    Path(tenant): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match edge.tenant(&tenant).await {
+        Ok(tenant) => handshake(tenant.verify_token.expose().as_bytes(), &query),
+        Err(err) => {
+            metrics()
+                .edge_requests
+                .with_label_values(&[EDGE, err.status.as_str()])
+                .inc();
+            err.into_response()
+        }
+    }
+}
+
+fn handshake(expected: &[u8], query: &HashMap<String, String>) -> Response {
     let mode_ok = query.get("hub.mode").is_some_and(|m| m == "subscribe");
     let token_ok = !expected.is_empty()
         && query
@@ -117,17 +157,61 @@ async fn receive(
     body: Body,
 ) -> Result<Response, EdgeError> {
     let started = Instant::now();
-    let result = edge.accept(&headers, body).await;
+    let result = edge.accept(&headers, body, None).await;
+    observe(EDGE, started, &result);
+    result
+}
+
+async fn receive_for_tenant(
+    State(edge): State<MetaEdge>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, EdgeError> {
+    let started = Instant::now();
+    let result = match edge.tenant(&tenant).await {
+        Ok(tenant) => edge.accept(&headers, body, Some(&tenant)).await,
+        Err(err) => Err(err),
+    };
     observe(EDGE, started, &result);
     result
 }
 
 impl MetaEdge {
-    async fn accept(&self, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
+    async fn tenant(&self, id: &str) -> Result<Arc<Tenant>, EdgeError> {
+        let unknown = || {
+            EdgeError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                format!("no tenant {id:?} receives webhooks here"),
+            )
+        };
+        let registry = self.inner.tenants.as_ref().ok_or_else(unknown)?;
+        match registry.get(id).await {
+            Ok(Some(tenant)) => Ok(tenant),
+            Ok(None) => Err(unknown()),
+            Err(err) => {
+                tracing::warn!(tenant = id, error = %err, "tenant lookup failed");
+                Err(EdgeError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    "the tenant registry cannot be read; retry later",
+                ))
+            }
+        }
+    }
+
+    async fn accept(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        tenant: Option<&Tenant>,
+    ) -> Result<Response, EdgeError> {
         let inner = &self.inner;
         let body = read_body(body, headers.get(header::CONTENT_LENGTH), inner.body_limit).await?;
+        let app_secret = tenant.map_or(&inner.config.app_secret, |t| &t.app_secret);
         verify(
-            inner.config.app_secret.expose().as_bytes(),
+            app_secret.expose().as_bytes(),
             headers.get(SIGNATURE_HEADER),
             &body,
         )
@@ -152,7 +236,14 @@ impl MetaEdge {
 
         let request_id = Uuid::now_v7();
         let received_at = Utc::now();
-        let Split { events, rejected } = split(&webhook, request_id, received_at);
+        let Split {
+            mut events,
+            rejected,
+        } = split(&webhook, request_id, received_at);
+        let tenant_id = tenant.map(|t| t.id.as_str());
+        for event in &mut events {
+            event.tenant = tenant_id.map(str::to_owned);
+        }
         let request_header = request_id.to_string();
 
         let mut records = Vec::with_capacity(events.len() + rejected.len() + 1);
@@ -165,6 +256,9 @@ impl MetaEdge {
         .header(RECEIVED_AT_HEADER, received_at.to_rfc3339());
         if let Some(signature) = headers.get(SIGNATURE_HEADER) {
             raw = raw.header(SIGNATURE_HEADER, signature.as_bytes());
+        }
+        if let Some(tenant) = tenant_id {
+            raw = raw.header(TENANT_HEADER, tenant);
         }
         records.push(raw);
         for event in &events {

@@ -1,11 +1,12 @@
 //! The runtime every wabaflow role shares: configuration ([`config`]), the Kafka [`producer`] and
-//! the stage [`runner`] that owns all consumer mechanics, [`telemetry`] (metrics, `/healthz`,
+//! the stage [`runner`] and the [`batch`] runner that own all consumer mechanics, [`telemetry`] (metrics, `/healthz`,
 //! `/readyz`), [`shutdown`] and topic administration ([`topics`]).
 //!
 //! Components (edges, stages, sinks) never touch rdkafka: an edge hands [`producer::Record`]s to
 //! the [`producer::Producer`]; a stage implements [`stage::Stage`] and a runner drives it.
 
 pub mod backoff;
+pub mod batch;
 pub mod config;
 pub mod kafka;
 pub mod producer;
@@ -15,6 +16,7 @@ pub mod stage;
 pub mod telemetry;
 pub mod topics;
 
+pub use batch::{BatchLimits, BatchRunner, BatchSink, RawRecord};
 pub use config::Config;
 pub use producer::{ProduceError, Producer, Record};
 pub use runner::{RunnerError, StageRunner};

@@ -371,7 +371,7 @@ fn health_key(stage: &str) -> String {
     format!("stage:{stage}")
 }
 
-fn commit<C: Consumer<RunnerContext>>(consumer: &C, stage: &str) {
+pub(crate) fn commit<C: Consumer<RunnerContext>>(consumer: &C, stage: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(err) => warn!(stage, error = %err, "final commit failed"),
@@ -382,6 +382,12 @@ fn commit<C: Consumer<RunnerContext>>(consumer: &C, stage: &str) {
 /// new owner starts exactly after what this one finished.
 pub struct RunnerContext {
     stage: &'static str,
+}
+
+impl RunnerContext {
+    pub(crate) fn new(stage: &'static str) -> Self {
+        Self { stage }
+    }
 }
 
 impl ClientContext for RunnerContext {}

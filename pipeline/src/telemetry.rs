@@ -32,6 +32,10 @@ pub struct Metrics {
     pub edge_request_seconds: HistogramVec,
     pub edge_events: IntCounterVec,
     pub edge_rejected: IntCounterVec,
+    pub sink_requests: IntCounterVec,
+    pub sink_request_seconds: HistogramVec,
+    pub batch_flushes: IntCounterVec,
+    pub batch_records: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -99,6 +103,28 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "wabaflow_edge_rejected_requests_total",
             "Requests an edge refused, by reason.",
             &["edge", "reason"],
+        ),
+        sink_requests: counter(
+            "wabaflow_sink_requests_total",
+            "Calls a sink made to an external service, by outcome (ok, throttled, unavailable, rejected, unauthorized).",
+            &["sink", "outcome"],
+        ),
+        sink_request_seconds: register_histogram_vec!(
+            "wabaflow_sink_request_duration_seconds",
+            "Duration of a sink's calls to its external service.",
+            &["sink"],
+            vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        )
+        .expect("metric names are unique"),
+        batch_flushes: counter(
+            "wabaflow_batch_flushes_total",
+            "Batches a batch sink wrote, by trigger (size, age, shutdown).",
+            &["sink", "trigger"],
+        ),
+        batch_records: counter(
+            "wabaflow_batch_records_total",
+            "Records written by a batch sink.",
+            &["sink"],
         ),
     }
 });

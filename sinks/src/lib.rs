@@ -1,1 +1,11 @@
-//! placeholder
+//! Sinks: where the pipeline's events leave Kafka. Nouns, one module each.
+//!
+//! - [`genesys`]: `delivery.genesys.v1` → Genesys Cloud Open Messaging (a [`wabaflow_pipeline::Stage`]
+//!   without output, driven by the stage runner);
+//! - [`archive`]: `webhooks.raw.v1` → S3, batched (a [`wabaflow_pipeline::BatchSink`]).
+
+pub mod archive;
+pub mod genesys;
+
+pub use archive::ArchiveSink;
+pub use genesys::{GenesysService, GenesysSink};

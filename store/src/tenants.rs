@@ -183,6 +183,53 @@ impl TenantRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Seals any tenant-scoped secret (e.g. a cached OAuth token) with the deployment key,
+    /// bound to `tenant_id`: base64 of nonce ‖ AES-256-GCM ciphertext.
+    pub fn seal_value(&self, tenant_id: &str, plain: &[u8]) -> Result<String, TenantError> {
+        let nonce: [u8; 12] = rand::random();
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: tenant_id.as_bytes(),
+                },
+            )
+            .map_err(|_| TenantError::Sealed(tenant_id.to_owned()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&ciphertext);
+        Ok(BASE64.encode(blob))
+    }
+
+    /// Opens what [`TenantRegistry::seal_value`] sealed for `tenant_id`.
+    pub fn open_value(&self, tenant_id: &str, sealed: &str) -> Result<Vec<u8>, TenantError> {
+        let blob = BASE64
+            .decode(sealed)
+            .map_err(|err| TenantError::Corrupt(tenant_id.to_owned(), err.to_string()))?;
+        if blob.len() < 12 {
+            return Err(TenantError::Corrupt(
+                tenant_id.to_owned(),
+                "sealed value too short".into(),
+            ));
+        }
+        let (nonce, ciphertext) = blob.split_at(12);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: tenant_id.as_bytes(),
+                },
+            )
+            .map_err(|_| TenantError::Sealed(tenant_id.to_owned()))
+    }
+
+    /// The state store behind the registry (token caches live next to the tenants).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     fn seal(&self, tenant: &Tenant) -> Result<SealedTenant, TenantError> {
         let credentials = Credentials {
             app_secret: tenant.app_secret.clone(),
@@ -193,19 +240,7 @@ impl TenantRegistry {
         };
         let plain = serde_json::to_vec(&credentials)
             .map_err(|err| TenantError::Invalid(err.to_string()))?;
-        let nonce: [u8; 12] = rand::random();
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: tenant.id.as_bytes(),
-                },
-            )
-            .map_err(|_| TenantError::Sealed(tenant.id.clone()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ciphertext);
+        let credentials = self.seal_value(&tenant.id, &plain)?;
         Ok(SealedTenant {
             id: tenant.id.clone(),
             phone_number_id: tenant.phone_number_id.clone(),
@@ -213,31 +248,12 @@ impl TenantRegistry {
             genesys_region: tenant.genesys.region.clone(),
             integration_id: tenant.genesys.integration_id.clone(),
             client_id: tenant.genesys.client_id.clone(),
-            credentials: BASE64.encode(blob),
+            credentials,
         })
     }
 
     fn open(&self, sealed: SealedTenant) -> Result<Tenant, TenantError> {
-        let blob = BASE64
-            .decode(&sealed.credentials)
-            .map_err(|err| TenantError::Corrupt(sealed.id.clone(), err.to_string()))?;
-        if blob.len() < 12 {
-            return Err(TenantError::Corrupt(
-                sealed.id,
-                "credentials too short".into(),
-            ));
-        }
-        let (nonce, ciphertext) = blob.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: sealed.id.as_bytes(),
-                },
-            )
-            .map_err(|_| TenantError::Sealed(sealed.id.clone()))?;
+        let plain = self.open_value(&sealed.id, &sealed.credentials)?;
         let credentials: Credentials = serde_json::from_slice(&plain)
             .map_err(|err| TenantError::Corrupt(sealed.id.clone(), err.to_string()))?;
         Ok(Tenant {
