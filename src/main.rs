@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use wabaflow_pipeline::telemetry::init_tracing;
 use wabaflow_pipeline::{Config, Shutdown};
 
-use wabaflow::demo;
 use wabaflow::node::{Node, Role};
+use wabaflow::{demo, sim};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,24 @@ enum Command {
     },
     /// Run the pipeline on embedded defaults (in-process Kafka, in-memory state) and show it work.
     Demo(demo::DemoArgs),
+    /// Run a simulator of a service wabaflow talks to, until Ctrl-C.
+    Sim {
+        #[command(subcommand)]
+        which: sim::SimCommand,
+    },
+    /// Register and inspect tenants (credentials are sealed with tenancy.encryption_key).
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsAction {
+    /// Create or replace the tenants in FILE (JSON or TOML; one tenant, or `tenants = [...]`).
+    Put { file: PathBuf },
+    /// Show a tenant, credentials redacted.
+    Get { id: String },
 }
 
 #[derive(Subcommand)]
@@ -60,6 +78,33 @@ async fn main() -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Sim { which } => sim::run(which).await,
+        Command::Tenants { action } => {
+            let config = load(cli.config)?;
+            let registry = wabaflow::node::open_tenants(&config).await?;
+            match action {
+                TenantsAction::Put { file } => {
+                    for tenant in wabaflow::node::read_tenants(&file)? {
+                        registry
+                            .put(&tenant)
+                            .await
+                            .with_context(|| format!("storing tenant {}", tenant.id))?;
+                        println!(
+                            "stored\t{}\tphone {}\tintegration {}",
+                            tenant.id, tenant.phone_number_id, tenant.genesys.integration_id
+                        );
+                    }
+                    Ok(())
+                }
+                TenantsAction::Get { id } => match registry.get(&id).await? {
+                    Some(tenant) => {
+                        println!("{tenant:#?}");
+                        Ok(())
+                    }
+                    None => anyhow::bail!("no tenant {id:?}"),
+                },
+            }
+        }
         Command::Run { roles } => {
             let config = load(cli.config)?;
             let roles = if roles.is_empty() {

@@ -23,6 +23,7 @@ use wabaflow_ingest::MetaEdge;
 use wabaflow_pipeline::config::{ObjectsBackend, StoreBackend};
 use wabaflow_pipeline::telemetry::{Health, admin_router};
 use wabaflow_pipeline::{BatchLimits, BatchRunner, Config, Producer, Shutdown, Stage, StageRunner};
+use wabaflow_schemas::tenant::Tenant;
 use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
 use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink};
 use wabaflow_stages::media::MEDIA_INBOUND_BUCKET;
@@ -80,10 +81,13 @@ impl FromStr for Role {
         if s == "ingest:meta" {
             return Ok(Role::Ingest);
         }
-        Role::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
-            let known: Vec<_> = Role::ALL.iter().map(|r| r.name()).collect();
-            format!("unknown role {s:?}; known roles: {}", known.join(", "))
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Role::ALL.iter().map(|r| r.name()).collect();
+                format!("unknown role {s:?}; known roles: {}", known.join(", "))
+            })
     }
 }
 
@@ -173,8 +177,10 @@ impl Node {
             match role {
                 Role::Ingest => {}
                 Role::Dedupe => {
-                    let stage =
-                        DedupeStage::new(store.clone(), Duration::from_secs(config.dedupe.ttl_secs));
+                    let stage = DedupeStage::new(
+                        store.clone(),
+                        Duration::from_secs(config.dedupe.ttl_secs),
+                    );
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
                 }
                 Role::Map => {
@@ -217,8 +223,12 @@ impl Node {
                         max_records: config.archive.batch_max_records.max(1),
                         max_age: Duration::from_millis(config.archive.batch_max_age_ms),
                     };
-                    let runner =
-                        BatchRunner::new(ArchiveSink::new(objects), &config.kafka, limits, health.clone());
+                    let runner = BatchRunner::new(
+                        ArchiveSink::new(objects),
+                        &config.kafka,
+                        limits,
+                        health.clone(),
+                    );
                     tasks.spawn(async move { runner.run(stop).await.context(name) });
                 }
             }
@@ -291,7 +301,9 @@ async fn tenant_registry(
     let key = config.tenancy.encryption_key.expose();
     if key.is_empty() {
         if let Some(role) = roles.iter().find(|r| r.needs_tenants()) {
-            bail!("role {role} needs tenancy.encryption_key (WABAFLOW_TENANCY__ENCRYPTION_KEY): 32 random bytes, base64");
+            bail!(
+                "role {role} needs tenancy.encryption_key (WABAFLOW_TENANCY__ENCRYPTION_KEY): 32 random bytes, base64"
+            );
         }
         if !config.tenants.is_empty() {
             bail!("tenants are configured but tenancy.encryption_key is not");
@@ -307,6 +319,39 @@ async fn tenant_registry(
             .with_context(|| format!("registering tenant {}", tenant.id))?;
     }
     Ok(Some(registry))
+}
+
+/// The tenant registry on the configured store, for the `tenants` command.
+pub async fn open_tenants(config: &Config) -> anyhow::Result<TenantRegistry> {
+    let key = config.tenancy.encryption_key.expose();
+    if key.is_empty() {
+        bail!(
+            "tenancy.encryption_key (WABAFLOW_TENANCY__ENCRYPTION_KEY) is required: 32 random bytes, base64"
+        );
+    }
+    let key = EncryptionKey::from_base64(key).context("tenancy.encryption_key")?;
+    Ok(TenantRegistry::new(open_store(config).await?, &key))
+}
+
+/// Tenants from a JSON or TOML file: one tenant, or a list under `tenants`.
+pub fn read_tenants(file: &std::path::Path) -> anyhow::Result<Vec<Tenant>> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum TenantsFile {
+        Many { tenants: Vec<Tenant> },
+        One(Tenant),
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let parsed: TenantsFile = if file.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?
+    };
+    Ok(match parsed {
+        TenantsFile::Many { tenants } => tenants,
+        TenantsFile::One(tenant) => vec![tenant],
+    })
 }
 
 /// The object store; with the `dir` backend also the store whose links the admin server serves.
@@ -342,7 +387,10 @@ fn object_links(dir: Arc<DirStore>) -> axum::Router {
         Path((bucket, key)): Path<(String, String)>,
         Query(query): Query<HashMap<String, String>>,
     ) -> Response {
-        let expires = query.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+        let expires = query
+            .get("expires")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
         let signature = query.get("signature").map(String::as_str).unwrap_or("");
         match dir.serve_signed(&bucket, &key, expires, signature).await {
             Ok(Some(bytes)) => bytes.into_response(),

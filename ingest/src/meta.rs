@@ -34,8 +34,8 @@ use wabaflow_pipeline::telemetry::metrics;
 use wabaflow_pipeline::{Producer, Record};
 use wabaflow_schemas::meta::{WHATSAPP_OBJECT, Webhook};
 use wabaflow_schemas::tenant::Tenant;
-use wabaflow_store::tenants::TenantRegistry;
 use wabaflow_schemas::topics::{WA_INBOUND, WEBHOOKS_RAW};
+use wabaflow_store::tenants::TenantRegistry;
 
 pub use decode::{Rejected, Split, split};
 pub use signature::{SIGNATURE_HEADER, SignatureError, sign, verify};

@@ -113,7 +113,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "wabaflow_sink_request_duration_seconds",
             "Duration of a sink's calls to its external service.",
             &["sink"],
-            vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+            vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+            ]
         )
         .expect("metric names are unique"),
         batch_flushes: counter(

@@ -116,20 +116,20 @@ impl Stage for GenesysSink {
             .map_err(|err| StageError::Unavailable(err.to_string()))?
             .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
 
-        let accepted = self
-            .service
-            .send_inbound(&tenant, message)
-            .await
-            .map_err(|err| match err {
-                GenesysError::Throttled { after } => StageError::RetryAfter {
-                    reason: "Genesys rate limit".into(),
-                    after,
-                },
-                GenesysError::Rejected { .. } => StageError::Invalid(err.to_string()),
-                GenesysError::Unavailable(_) | GenesysError::Unauthorized(_) => {
-                    StageError::Unavailable(err.to_string())
-                }
-            })?;
+        let accepted =
+            self.service
+                .send_inbound(&tenant, message)
+                .await
+                .map_err(|err| match err {
+                    GenesysError::Throttled { after } => StageError::RetryAfter {
+                        reason: "Genesys rate limit".into(),
+                        after,
+                    },
+                    GenesysError::Rejected { .. } => StageError::Invalid(err.to_string()),
+                    GenesysError::Unavailable(_) | GenesysError::Unauthorized(_) => {
+                        StageError::Unavailable(err.to_string())
+                    }
+                })?;
         self.record(
             envelope.conversation_key.as_str(),
             wamid,

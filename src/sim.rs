@@ -1,0 +1,92 @@
+//! `wabaflow sim meta|genesys`: the simulators as standalone servers, for local development,
+//! load tests and anyone who wants to point a wabaflow at them by hand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use wabaflow_sims::genesys::{GenesysSim, GenesysSimConfig};
+use wabaflow_sims::meta::{MetaSim, MetaSimConfig};
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// The Meta WhatsApp Cloud API (media endpoints).
+    Meta(MetaArgs),
+    /// Genesys Cloud (OAuth and Open Messaging inbound).
+    Genesys(GenesysArgs),
+}
+
+#[derive(Args)]
+pub struct MetaArgs {
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// Accepted access tokens (repeatable); none accepts any non-empty token.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// Lifetime of media download URLs.
+    #[arg(long, default_value_t = 300)]
+    media_url_ttl_secs: u64,
+}
+
+#[derive(Args)]
+pub struct GenesysArgs {
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    listen: SocketAddr,
+    /// OAuth clients as `id:secret` (repeatable).
+    #[arg(long = "client", required = true)]
+    clients: Vec<String>,
+    /// Known integration ids (repeatable); none accepts any.
+    #[arg(long = "integration")]
+    integrations: Vec<String>,
+    #[arg(long, default_value_t = 86_400)]
+    token_ttl_secs: u64,
+    /// Requests per token per minute before 429 (Genesys documents 300).
+    #[arg(long, default_value_t = 300)]
+    rate_limit_per_minute: u32,
+}
+
+pub async fn run(command: SimCommand) -> anyhow::Result<()> {
+    match command {
+        SimCommand::Meta(args) => {
+            let sim = MetaSim::start(MetaSimConfig {
+                listen: args.listen,
+                tokens: args.tokens,
+                media_url_ttl: Duration::from_secs(args.media_url_ttl_secs),
+            })
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+            println!("Meta Cloud API simulator on {}", sim.base_url());
+            println!("  GET  /v23.0/{{media-id}}   POST /v23.0/{{phone-number-id}}/media");
+            tokio::signal::ctrl_c().await?;
+        }
+        SimCommand::Genesys(args) => {
+            let clients = args
+                .clients
+                .iter()
+                .map(|c| {
+                    c.split_once(':')
+                        .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+                        .with_context(|| format!("--client {c:?} is not id:secret"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let sim = GenesysSim::start(GenesysSimConfig {
+                listen: args.listen,
+                clients,
+                integrations: args.integrations,
+                token_ttl: Duration::from_secs(args.token_ttl_secs),
+                rate_limit: args.rate_limit_per_minute,
+                rate_window: Duration::from_secs(60),
+                download_attachments: true,
+            })
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+            println!("Genesys Cloud simulator on {}", sim.base_url());
+            println!(
+                "  POST /oauth/token   POST /api/v2/conversations/messages/{{integrationId}}/inbound/open/message|receipt|event"
+            );
+            tokio::signal::ctrl_c().await?;
+        }
+    }
+    Ok(())
+}
