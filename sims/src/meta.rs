@@ -82,6 +82,8 @@ struct Inner {
     lookups: HashMap<String, usize>,
     /// Answer the next N media calls with 500 (a Graph outage).
     failures: usize,
+    /// Hand out already-expired download URLs on the next N lookups.
+    stale_urls: usize,
 }
 
 /// A running Meta simulator. Clones share state.
@@ -158,6 +160,12 @@ impl MetaSim {
     /// The next `n` media calls (lookups, downloads, uploads) answer 500.
     pub fn fail_next(&self, n: usize) {
         self.state.lock().failures = n;
+    }
+
+    /// The next `n` lookups give URLs that have already expired, as if the download came more
+    /// than five minutes after the lookup.
+    pub fn expire_next_urls(&self, n: usize) {
+        self.state.lock().stale_urls = n;
     }
 }
 
@@ -270,8 +278,14 @@ async fn media_url(
     };
     let reference = object.reference.clone();
     *inner.lookups.entry(media_id.clone()).or_default() += 1;
+    let stale = inner.stale_urls > 0;
+    inner.stale_urls = inner.stale_urls.saturating_sub(1);
     drop(inner);
-    let expires = Utc::now().timestamp() + state.config.media_url_ttl.as_secs() as i64;
+    let expires = if stale {
+        Utc::now().timestamp() - 1
+    } else {
+        Utc::now().timestamp() + state.config.media_url_ttl.as_secs() as i64
+    };
     let hash = hex::encode(state.url_hash(&media_id, expires));
     axum::Json(json!({
         "messaging_product": "whatsapp",

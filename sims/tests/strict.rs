@@ -1,0 +1,270 @@
+//! The simulators refuse what the real services refuse: missing or wrong credentials, expired
+//! media URLs, malformed bodies, too many requests.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wabaflow_sims::genesys::{GenesysSim, GenesysSimConfig};
+use wabaflow_sims::meta::{MetaSim, MetaSimConfig};
+
+fn local() -> std::net::SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
+#[tokio::test]
+async fn meta_media_needs_the_token_and_urls_expire() {
+    let sim = MetaSim::start(MetaSimConfig {
+        listen: local(),
+        tokens: vec!["good".into()],
+        ..MetaSimConfig::default()
+    })
+    .await
+    .expect("start");
+    let media = sim.add_media(b"jpeg bytes".to_vec(), "image/jpeg");
+    let http = reqwest::Client::new();
+    let lookup = format!("{}/v23.0/{}", sim.base_url(), media.id);
+
+    let anonymous = http.get(&lookup).send().await.expect("send");
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await.expect("json");
+    assert_eq!(body["error"]["code"], 190);
+    let unknown = http
+        .get(format!("{}/v23.0/404404", sim.base_url()))
+        .bearer_auth("good")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), 400);
+    assert_eq!(
+        unknown.json::<serde_json::Value>().await.expect("json")["error"]["error_subcode"],
+        33
+    );
+
+    let found: serde_json::Value = http
+        .get(&lookup)
+        .bearer_auth("good")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["sha256"], media.sha256_hex);
+    assert_eq!(found["file_size"], 10);
+    let url = found["url"].as_str().expect("url");
+    // The download URL needs the Bearer token too.
+    assert_eq!(http.get(url).send().await.expect("send").status(), 401);
+    let bytes = http
+        .get(url)
+        .bearer_auth("good")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bytes.status(), 200);
+    assert_eq!(bytes.bytes().await.expect("body").as_ref(), b"jpeg bytes");
+
+    sim.expire_next_urls(1);
+    let stale: serde_json::Value = http
+        .get(&lookup)
+        .bearer_auth("good")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let expired = http
+        .get(stale["url"].as_str().expect("url"))
+        .bearer_auth("good")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(expired.status(), 404);
+    assert_eq!(sim.downloads(&media.id), 1);
+}
+
+#[tokio::test]
+async fn meta_upload_takes_multipart_like_the_cloud_api() {
+    let sim = MetaSim::start(MetaSimConfig {
+        listen: local(),
+        ..MetaSimConfig::default()
+    })
+    .await
+    .expect("start");
+    let http = reqwest::Client::new();
+    let url = format!("{}/v23.0/1065/media", sim.base_url());
+    let form = reqwest::multipart::Form::new()
+        .text("messaging_product", "whatsapp")
+        .text("type", "application/pdf")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"%PDF".to_vec()).file_name("a.pdf"),
+        );
+    let uploaded: serde_json::Value = http
+        .post(&url)
+        .bearer_auth("t")
+        .multipart(form)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = uploaded["id"].as_str().expect("media id");
+    let found: serde_json::Value = http
+        .get(format!("{}/v23.0/{id}", sim.base_url()))
+        .bearer_auth("t")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["mime_type"], "application/pdf");
+
+    let without_product = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"),
+    );
+    let refused = http
+        .post(&url)
+        .bearer_auth("t")
+        .multipart(without_product)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 400);
+}
+
+async fn genesys(rate_limit: u32) -> (GenesysSim, reqwest::Client, String) {
+    let sim = GenesysSim::start(GenesysSimConfig {
+        listen: local(),
+        clients: vec![("id".into(), "secret".into())],
+        integrations: vec!["int-1".into()],
+        rate_limit,
+        rate_window: Duration::from_secs(60),
+        ..GenesysSimConfig::default()
+    })
+    .await
+    .expect("start");
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .basic_auth("id", Some("secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(token["token_type"], "bearer");
+    assert_eq!(token["expires_in"], 86_400);
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    (sim, http, token)
+}
+
+#[tokio::test]
+async fn genesys_oauth_refuses_unknown_clients_and_other_grants() {
+    let (sim, http, _) = genesys(300).await;
+    let url = format!("{}/oauth/token", sim.base_url());
+    let wrong = http
+        .post(&url)
+        .basic_auth("id", Some("nope"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+    let password = http
+        .post(&url)
+        .basic_auth("id", Some("secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=password")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(password.status(), 400);
+}
+
+#[tokio::test]
+async fn genesys_inbound_validates_auth_shape_integration_and_rate() {
+    let (sim, http, token) = genesys(3).await;
+    let url = |integration: &str| {
+        format!(
+            "{}/api/v2/conversations/messages/{integration}/inbound/open/message?prefetchConversationId=true",
+            sim.base_url()
+        )
+    };
+    let message = json!({
+        "channel": {"messageId": "wamid.1", "from": {"id": "16505551234", "idType": "Phone", "nickname": "S"},
+                    "time": "2026-11-22T10:00:00.000Z"},
+        "text": "hi"
+    });
+    let anonymous = http
+        .post(url("int-1"))
+        .json(&message)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(anonymous.status(), 401);
+
+    let mut empty = message.clone();
+    empty.as_object_mut().expect("object").remove("text");
+    let refused = http
+        .post(url("int-1"))
+        .bearer_auth(&token)
+        .json(&empty)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("required property 'content'")
+    );
+
+    let unknown = http
+        .post(url("int-404"))
+        .bearer_auth(&token)
+        .json(&message)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), 404);
+
+    let accepted = http
+        .post(url("int-1"))
+        .bearer_auth(&token)
+        .json(&message)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(accepted.status(), 200);
+    let answer: serde_json::Value = accepted.json().await.expect("json");
+    assert!(answer["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(answer["conversationId"].as_str().is_some());
+
+    // Three requests in this window were counted (two refused after auth, one accepted)…
+    let limited = http
+        .post(url("int-1"))
+        .bearer_auth(&token)
+        .json(&message)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=61).contains(&retry_after), "{retry_after}");
+    assert_eq!(sim.messages().len(), 1);
+    assert_eq!(sim.stats().rate_limited, 1);
+}
