@@ -1,6 +1,8 @@
 //! `wabaflow demo`: the pipeline on embedded defaults — librdkafka's in-process mock cluster, the
-//! in-memory state store, no external service — driven by signed webhooks, with every step
-//! printed. `--once` exits 0 only when every expected outcome was observed; without it the node
+//! in-memory state store, a local directory for objects, the built-in Meta and Genesys
+//! simulators, no external service — driven by signed webhooks, with every step printed: a
+//! customer's text and photo travel from the Meta edge through dedupe, map, media and transform
+//! to the simulated Genesys agent, and the raw bodies land in the archive. `--once` exits 0 only when every expected outcome was observed; without it the node
 //! stays up with copy-pasteable curl examples.
 
 use std::collections::BTreeMap;
@@ -12,16 +14,24 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use wabaflow_ingest::meta::{SIGNATURE_HEADER, sign};
-use wabaflow_pipeline::config::{Secret, StoreBackend};
+use wabaflow_pipeline::config::{ObjectsBackend, Secret, StoreBackend};
 use wabaflow_pipeline::{Config, Shutdown};
 use wabaflow_schemas::Envelope;
+use wabaflow_schemas::tenant::{GenesysIntegration, Tenant};
 use wabaflow_schemas::topics::{WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
+use wabaflow_sims::genesys::{GenesysSim, GenesysSimConfig};
+use wabaflow_sims::meta::{MediaRef, MetaSim, MetaSimConfig};
 use wabaflow_store::MemoryStore;
+use wabaflow_store::objects::{DirStore, ObjectStore};
+use wabaflow_store::tenants::EncryptionKey;
 
 use crate::node::{Node, Role};
 
 const APP_SECRET: &str = "demo-app-secret";
 const VERIFY_TOKEN: &str = "demo-verify-token";
+const TENANT: &str = "demo";
+const WA_TOKEN: &str = "demo-whatsapp-token";
+const INTEGRATION: &str = "demo-integration";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -73,6 +83,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         config.admin.listen
     });
+    let sim_listen =
+        |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], if args.once { 0 } else { port }));
+    let meta = MetaSim::start(MetaSimConfig {
+        listen: sim_listen(8090),
+        tokens: vec![WA_TOKEN.into()],
+        ..MetaSimConfig::default()
+    })
+    .await
+    .context("starting the Meta simulator")?;
+    let genesys = GenesysSim::start(GenesysSimConfig {
+        listen: sim_listen(8091),
+        clients: vec![("demo-client".into(), "demo-client-secret".into())],
+        integrations: vec![INTEGRATION.into()],
+        ..GenesysSimConfig::default()
+    })
+    .await
+    .context("starting the Genesys simulator")?;
+    let objects_dir = std::env::temp_dir().join(format!("wabaflow-demo-{}", std::process::id()));
+    config.objects.backend = ObjectsBackend::Dir;
+    config.objects.dir = objects_dir.to_string_lossy().into_owned();
+    config.meta.graph_url = meta.base_url();
+    config.archive.batch_max_age_ms = 200;
+    config.tenancy.encryption_key = Secret::new(EncryptionKey::generate().to_base64());
+    config.tenants = vec![Tenant {
+        id: TENANT.into(),
+        phone_number_id: "106540352242922".into(),
+        display_phone_number: Some("15550783881".into()),
+        app_secret: Secret::new(APP_SECRET),
+        verify_token: Secret::new(VERIFY_TOKEN),
+        whatsapp_token: Secret::new(WA_TOKEN),
+        genesys: GenesysIntegration {
+            region: genesys.base_url(),
+            integration_id: INTEGRATION.into(),
+            client_id: "demo-client".into(),
+            client_secret: Secret::new("demo-client-secret"),
+            webhook_secret: Secret::new("demo-webhook-secret"),
+        },
+    }];
     for (topic, partitions) in wabaflow_pipeline::topics::planned(&config.kafka) {
         cluster
             .create_topic(&topic, partitions, 1)
@@ -80,8 +128,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "wabaflow demo — embedded Kafka (librdkafka mock cluster at {}), in-memory state",
-        config.kafka.brokers
+        "wabaflow demo — embedded Kafka (librdkafka mock cluster at {}), in-memory state,\n  objects in {}, Meta simulator {}, Genesys simulator {}",
+        config.kafka.brokers,
+        objects_dir.display(),
+        meta.base_url(),
+        genesys.base_url()
     );
     let shutdown = if args.once {
         Shutdown::new()
@@ -96,20 +147,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     let edge = node.ingest_addr.context("the ingest role is running")?;
-    let base = format!("http://{edge}/webhooks/meta");
+    let base = format!("http://{edge}/webhooks/meta/{TENANT}");
     println!(
-        "  Meta edge   http://{edge}/webhooks/meta    admin http://{}/metrics\n",
+        "  Meta edge   {base}    admin http://{}/metrics\n",
         node.admin_addr
     );
 
     let observer = Observer::new(&config)?;
-    let report = scenario(&base).await?;
+    // The photo the customer sends: Meta holds it until wabaflow fetches it.
+    let photo: Vec<u8> = (0..24_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let photo = meta.add_media(photo, "image/jpeg");
+    let report = scenario(&base, &photo).await?;
     let report = observe(report, &observer).await;
+    let archive = DirStore::new(&objects_dir);
+    let report = delivered(report, &genesys, &photo, &*archive).await;
 
     println!("\n{} passed, {} failed", report.passed, report.failed.len());
     if args.once {
         shutdown.trigger();
         node.wait().await?;
+        let _ = std::fs::remove_dir_all(&objects_dir);
         if !report.failed.is_empty() {
             bail!("demo failed: {}", report.failed.join("; "));
         }
@@ -119,7 +176,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     node.wait().await
 }
 
-fn batch() -> Value {
+fn batch(photo: &MediaRef) -> Value {
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
@@ -136,7 +193,7 @@ fn batch() -> Value {
                     "messages": [
                         { "from": "5215512345678", "id": "wamid.DEMO.1", "timestamp": "1767225600", "type": "text", "text": { "body": "Hola, ¿dónde está mi pedido?" } },
                         { "from": "233201234567", "id": "wamid.DEMO.2", "timestamp": "1767225601", "type": "image",
-                          "image": { "id": "1479537139650973", "mime_type": "image/jpeg", "sha256": "Jm1rWkxHcXlLaXJITVdHVEJVc1hOdz09", "caption": "receipt" } }
+                          "image": { "id": photo.id, "mime_type": photo.mime_type, "sha256": photo.sha256_base64, "caption": "receipt" } }
                     ]
                 }
             }, {
@@ -152,12 +209,12 @@ fn batch() -> Value {
     })
 }
 
-async fn scenario(base: &str) -> anyhow::Result<Report> {
+async fn scenario(base: &str, photo: &MediaRef) -> anyhow::Result<Report> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
     let mut report = Report::default();
-    let body = serde_json::to_vec(&batch())?;
+    let body = serde_json::to_vec(&batch(photo))?;
     let signature = sign(APP_SECRET.as_bytes(), &body);
 
     println!("1. Meta verifies the callback URL (GET hub.challenge)");
@@ -327,6 +384,84 @@ async fn observe(mut report: Report, observer: &Observer) -> Report {
             "{} raw bodies: both accepted POSTs, none of the refused ones",
             raw.len()
         ),
+    );
+    report
+}
+
+/// What reached the (simulated) agent, and what the archive holds.
+async fn delivered(
+    mut report: Report,
+    genesys: &GenesysSim,
+    photo: &MediaRef,
+    archive: &dyn ObjectStore,
+) -> Report {
+    println!(
+        "7. The Genesys agent receives both customer messages (map → media → transform → sink:genesys)"
+    );
+    let accepted = genesys.wait_for_messages(2, Duration::from_secs(30)).await;
+    for message in &accepted {
+        let m = &message.message;
+        let attachment = m.content.first().and_then(|c| c.attachment.as_ref());
+        println!(
+            "     {} ({}): {}{}",
+            m.channel.from.nickname.as_deref().unwrap_or("?"),
+            m.channel.from.id,
+            m.text.as_deref().unwrap_or(""),
+            attachment.map_or(String::new(), |a| format!(
+                " [{:?} {}]",
+                a.media_type,
+                a.mime.as_deref().unwrap_or("")
+            ))
+        );
+    }
+    let text = accepted
+        .iter()
+        .find(|a| a.message.channel.message_id.as_deref() == Some("wamid.DEMO.1"));
+    report.check(
+        accepted.len() == 2
+            && text.is_some_and(|t| {
+                t.message.text.as_deref() == Some("Hola, ¿dónde está mi pedido?")
+                    && t.message.channel.from.nickname.as_deref() == Some("Maria Gómez")
+            }),
+        format!(
+            "{} messages in Genesys, once each, text and sender intact",
+            accepted.len()
+        ),
+    );
+    let image = accepted
+        .iter()
+        .find(|a| a.message.channel.message_id.as_deref() == Some("wamid.DEMO.2"));
+    let download = image.and_then(|i| i.downloads.first());
+    report.check(
+        download.is_some_and(|d| d.sha256.as_deref() == Some(photo.sha256_hex.as_str())),
+        format!(
+            "Genesys downloaded the photo from wabaflow's presigned link: {} bytes, sha256 equal to what Meta served",
+            download.map_or(0, |d| d.size)
+        ),
+    );
+
+    println!("8. Raw webhook bodies archived (sink:archive → bucket webhooks-inbound)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = 0;
+    while tokio::time::Instant::now() < deadline {
+        lines = 0;
+        for key in archive
+            .list("webhooks-inbound", "")
+            .await
+            .unwrap_or_default()
+        {
+            if let Ok(Some(body)) = archive.get("webhooks-inbound", &key).await {
+                lines += body.iter().filter(|b| **b == b'\n').count();
+            }
+        }
+        if lines >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.check(
+        lines == 2,
+        format!("{lines} archived requests under {TENANT}/yyyy/mm/dd/hh/"),
     );
     report
 }

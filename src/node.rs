@@ -339,7 +339,7 @@ pub fn read_tenants(file: &std::path::Path) -> anyhow::Result<Vec<Tenant>> {
     #[serde(untagged)]
     enum TenantsFile {
         Many { tenants: Vec<Tenant> },
-        One(Tenant),
+        One(Box<Tenant>),
     }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -350,15 +350,15 @@ pub fn read_tenants(file: &std::path::Path) -> anyhow::Result<Vec<Tenant>> {
     };
     Ok(match parsed {
         TenantsFile::Many { tenants } => tenants,
-        TenantsFile::One(tenant) => vec![tenant],
+        TenantsFile::One(tenant) => vec![*tenant],
     })
 }
 
-/// The object store; with the `dir` backend also the store whose links the admin server serves.
-fn open_objects(
-    config: &Config,
-    admin_addr: SocketAddr,
-) -> anyhow::Result<(Arc<dyn ObjectStore>, Option<Arc<DirStore>>)> {
+/// The object store, and with the `dir` backend the same store as the one whose signed links the
+/// admin server serves.
+type OpenedObjects = (Arc<dyn ObjectStore>, Option<Arc<DirStore>>);
+
+fn open_objects(config: &Config, admin_addr: SocketAddr) -> anyhow::Result<OpenedObjects> {
     let objects = &config.objects;
     Ok(match objects.backend {
         ObjectsBackend::S3 => (

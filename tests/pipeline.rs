@@ -597,6 +597,11 @@ async fn demo_once_observes_every_expected_outcome() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("✓ exactly 3 events downstream"), "{stdout}");
+    assert!(
+        stdout.contains("✓ Genesys downloaded the photo"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains('✗'), "{stdout}");
 }
 

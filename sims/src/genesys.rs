@@ -188,7 +188,7 @@ impl SimState {
     }
 
     /// Auth, injected faults and the rate limit, in the order Genesys applies them.
-    fn admit(&self, headers: &HeaderMap, integration_id: &str) -> Result<(), Response> {
+    fn admit(&self, headers: &HeaderMap, integration_id: &str) -> Result<(), Box<Response>> {
         let mut inner = self.lock();
         let now = Instant::now();
         let token = bearer(headers).map(str::to_owned);
@@ -197,11 +197,11 @@ impl SimState {
             .and_then(|t| inner.tokens.get(t))
             .is_some_and(|expires| *expires > now);
         let Some(token) = token.filter(|_| valid) else {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
                 "authentication.required",
                 "No authentication bearer token specified in authorization header.",
-            ));
+            )));
         };
         if let Some(status) = inner.failures.pop() {
             inner.stats.injected_failures += 1;
@@ -215,7 +215,7 @@ impl SimState {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            return Err(response);
+            return Err(Box::new(response));
         }
         let window = self.config.rate_window;
         let (started, count) = inner.windows.entry(token).or_insert((now, 0));
@@ -237,17 +237,17 @@ impl SimState {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return Err(response);
+            return Err(Box::new(response));
         }
         *count += 1;
         if !self.config.integrations.is_empty()
             && !self.config.integrations.iter().any(|i| i == integration_id)
         {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::NOT_FOUND,
                 "not.found",
                 &format!("The integration {integration_id} was not found."),
-            ));
+            )));
         }
         Ok(())
     }
@@ -344,7 +344,7 @@ async fn inbound_message(
     body: Bytes,
 ) -> Response {
     if let Err(response) = state.admit(&headers, &integration_id) {
-        return response;
+        return *response;
     }
     let message: InboundMessage = match serde_json::from_slice(&body) {
         Ok(message) => message,
@@ -470,7 +470,7 @@ async fn inbound_receipt(
     body: Bytes,
 ) -> Response {
     if let Err(response) = state.admit(&headers, &integration_id) {
-        return response;
+        return *response;
     }
     let Ok(receipt) = serde_json::from_slice::<Value>(&body) else {
         return state.reject("The request could not be understood: not JSON");
@@ -507,7 +507,7 @@ async fn inbound_event(
     body: Bytes,
 ) -> Response {
     if let Err(response) = state.admit(&headers, &integration_id) {
-        return response;
+        return *response;
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return state.reject("The request could not be understood: not JSON");

@@ -97,12 +97,15 @@ impl std::fmt::Debug for EncryptionKey {
     }
 }
 
+/// Opened tenants by store key, with when they were read.
+type TenantCache = HashMap<String, (Arc<Tenant>, Instant)>;
+
 /// Reads and writes tenants; cheap to clone.
 #[derive(Clone)]
 pub struct TenantRegistry {
     store: Arc<dyn StateStore>,
     cipher: Aes256Gcm,
-    cache: Arc<Mutex<HashMap<String, (Arc<Tenant>, Instant)>>>,
+    cache: Arc<Mutex<TenantCache>>,
 }
 
 impl TenantRegistry {
@@ -177,7 +180,7 @@ impl TenantRegistry {
         Ok(Some(tenant))
     }
 
-    fn cache_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Tenant>, Instant)>> {
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, TenantCache> {
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
