@@ -158,6 +158,11 @@ impl GenesysSim {
         self.state.lock().accepted.clone()
     }
 
+    /// Revokes every issued token (an admin rotated the OAuth client): the next calls get 401.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().tokens.clear();
+    }
+
     pub fn stats(&self) -> GenesysStats {
         self.state.lock().stats.clone()
     }

@@ -268,3 +268,54 @@ async fn genesys_inbound_validates_auth_shape_integration_and_rate() {
     assert_eq!(sim.messages().len(), 1);
     assert_eq!(sim.stats().rate_limited, 1);
 }
+
+#[tokio::test]
+async fn the_customer_driver_signs_and_retries_until_a_200() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use wabaflow_sims::meta::driver::{CustomerDriver, RetryPolicy, signature};
+    use wabaflow_sims::meta::webhooks::{BusinessNumber, Customer};
+
+    // A callback that fails twice (a deploy, an outage), then accepts.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let signed = headers["x-hub-signature-256"]
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert_eq!(signed, signature("app-secret", &body));
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let driver = CustomerDriver::new(
+        format!("http://{addr}/hook"),
+        "app-secret",
+        RetryPolicy {
+            first: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        },
+    );
+    let number = BusinessNumber::new("waba", "1065", "15550783881");
+    let body = number.webhook(&Customer::new("16505551234", "S").text("hi", 1_749_416_383));
+    let delivery = driver.post(&body).await;
+    assert_eq!(delivery.statuses, vec![503, 503, 200]);
+    assert!(delivery.delivered());
+}

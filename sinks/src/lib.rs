@@ -8,4 +8,4 @@ pub mod archive;
 pub mod genesys;
 
 pub use archive::ArchiveSink;
-pub use genesys::{GenesysService, GenesysSink};
+pub use genesys::{GenesysError, GenesysService, GenesysSink};

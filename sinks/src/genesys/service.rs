@@ -10,8 +10,9 @@
 //! | other 4xx | the message or the integration is wrong | dead-letter with Genesys' message |
 //!
 //! Tokens are cached in the state store under `tenant:{id}:oauth:token`, sealed with the
-//! deployment key, for `min(expires_in − 60 s, token_max_age)` (55 minutes by default), so a token
-//! is replaced before it expires. One refresh per tenant at a time in a process: concurrent
+//! deployment key, for `min(expires_in − 60 s, token_max_age)` (55 minutes by default; a tenth of
+//! the lifetime as the margin for tokens shorter than 10 minutes), so a token is replaced before
+//! it expires. One refresh per tenant at a time in a process: concurrent
 //! callers wait for the refresh in flight instead of asking for tokens of their own.
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use wabaflow_store::tenants::TenantRegistry;
 
 const SINK: &str = "genesys";
 
-/// Refresh this long before Genesys' `expires_in` ends.
+/// Refresh this long before Genesys' `expires_in` ends (a tenth of the lifetime for short ones).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +125,9 @@ impl GenesysService {
             return Ok(token);
         }
         let issued = self.issue(tenant).await?;
-        let ttl = Duration::from_secs(issued.expires_in)
-            .saturating_sub(EXPIRY_MARGIN)
+        let lifetime = Duration::from_secs(issued.expires_in);
+        let ttl = lifetime
+            .saturating_sub(EXPIRY_MARGIN.min(lifetime / 10))
             .min(self.max_age);
         if !ttl.is_zero() {
             let sealed = self
