@@ -16,6 +16,7 @@ use wabaflow_pipeline::{Config, Shutdown};
 use wabaflow_schemas::Secret;
 use wabaflow_schemas::genesys::MediaType;
 use wabaflow_schemas::tenant::{GenesysIntegration, Tenant};
+use wabaflow_schemas::topics::WA_INBOUND_UNIQUE;
 use wabaflow_sims::genesys::{Accepted, GenesysSim, GenesysSimConfig};
 use wabaflow_sims::meta::driver::{CustomerDriver, RetryPolicy};
 use wabaflow_sims::meta::webhooks::{BusinessNumber, Customer, InboundMessage};
