@@ -172,10 +172,34 @@ async fn inbound_text_reaches_the_agent_once_with_sender_time_and_id() {
     let second = customer.text("Are you there?", sent_at + 5);
     rig.send(&second).await;
 
+    // A number acme does not own, posted (validly signed) to acme's URL: dead-lettered by map.
+    let stranger = BusinessNumber::new("waba-9", "999000999", "15550000000");
+    let misrouted = customer.text("wrong number", sent_at + 6);
+    assert!(
+        rig.driver
+            .post(&stranger.webhook(&misrouted))
+            .await
+            .delivered()
+    );
+
     let accepted = rig
         .genesys
         .wait_for_messages(2, Duration::from_secs(60))
         .await;
+    let dlq = support::TopicReader::new(
+        &WA_INBOUND_UNIQUE.dlq(&rig.config.kafka.topic_prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let dead = dlq
+        .next(Duration::from_secs(20))
+        .await
+        .expect("a dead letter");
+    assert!(
+        dead.headers["wabaflow-error"].contains("unknown phone number id 999000999"),
+        "{:?}",
+        dead.headers
+    );
+    assert_eq!(dead.headers["wabaflow-stage"], "map");
     assert_eq!(
         wamids(&accepted),
         vec![hello.wamid.clone(), second.wamid.clone()]
@@ -234,7 +258,7 @@ async fn inbound_text_reaches_the_agent_once_with_sender_time_and_id() {
     assert!(!keys.is_empty(), "no archived webhook");
     let mut archived = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while archived.lines().count() < 3 && tokio::time::Instant::now() < deadline {
+    while archived.lines().count() < 4 && tokio::time::Instant::now() < deadline {
         archived.clear();
         for key in store.list("webhooks-inbound", "acme/").await.expect("list") {
             let body = store
@@ -251,7 +275,7 @@ async fn inbound_text_reaches_the_agent_once_with_sender_time_and_id() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("ndjson"))
         .collect();
-    assert_eq!(lines.len(), 3, "three requests were accepted: {archived}");
+    assert_eq!(lines.len(), 4, "four requests were accepted: {archived}");
     assert!(
         lines.iter().any(|l| l["body"] == raw.as_str()),
         "{archived}"
