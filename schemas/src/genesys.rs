@@ -150,6 +150,129 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
+/// What Genesys posts to the integration's outbound webhook when an agent (or bot) replies
+/// (`OpenOutboundNormalizedMessage`, WIRE.md §3.3). `id` is the Genesys message id that receipts
+/// refer to; `channel.to.id` is the customer id we sent inbound (the wa_id or BSUID).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundMessage {
+    pub id: String,
+    pub channel: OutboundChannel,
+    /// `Text`, `Structured`, `Receipt` or `Event`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originating_entity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundChannel {
+    /// The integration id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub to: Recipient,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recipient {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_type: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `content[].template` of a `Notification`: for WhatsApp, `id` is `namespace@name`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<TemplatePart>,
+    pub body: TemplatePart,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TemplatePart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<TemplateParameter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Attachment>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateParameter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub text: String,
+}
+
+impl Content {
+    /// The `template` of a `Notification` content item.
+    pub fn template(&self) -> Option<NotificationTemplate> {
+        serde_json::from_value(self.extra.get("template")?.clone()).ok()
+    }
+}
+
+/// Delivery status of an agent's message, posted to `/inbound/open/receipt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// The Genesys message id from the outbound webhook.
+    pub id: String,
+    pub channel: ReceiptChannel,
+    /// `Sent`, `Delivered`, `Read`, `Failed`, `Published`, `Removed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<ReceiptReason>,
+    pub is_final_receipt: bool,
+    pub direction: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptChannel {
+    pub to: Recipient,
+    #[serde(serialize_with = "iso_millis", deserialize_with = "iso")]
+    pub time: DateTime<Utc>,
+}
+
+/// `code` from Genesys' enum: `MessageExpired`, `RateLimited`, `MessageNotAllowed`, `GeneralError`,
+/// `UnsupportedMessage`, `UnknownMessage`, `InvalidMessageStructure`, `InvalidDestination`,
+/// `ServerError`, `MediaTypeNotAllowed`, `InvalidMediaContentLength`, `RecipientOptedOut`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptReason {
+    pub code: String,
+    pub message: String,
+}
+
 fn iso_millis<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod secret;
 pub mod tenant;
 pub mod topics;
+pub mod whatsapp;
 
 pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source, StoredMedia};
 pub use secret::Secret;

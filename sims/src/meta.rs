@@ -1,4 +1,4 @@
-//! The Meta WhatsApp Cloud API simulator: media endpoints now, sends come with the outbound flow.
+//! The Meta WhatsApp Cloud API simulator: media endpoints, sends, status webhooks.
 //!
 //! - `GET /{version}/{media-id}` — Bearer required (401, Graph code 190, otherwise); answers
 //!   `{url, mime_type, sha256 (hex), file_size (integer), id, messaging_product}` like the real
@@ -7,11 +7,14 @@
 //!   same Bearer token ("If you omit your token, the request will fail") and expires after
 //!   [`MetaSimConfig::media_url_ttl`] (5 minutes, as Meta documents).
 //! - `POST /{version}/{phone-number-id}/media` — multipart `file`, `type`, `messaging_product`.
+//! - `POST /{version}/{phone-number-id}/messages` — the send, with Meta's limits and status
+//!   webhooks ([`send`]).
 //!
 //! [`driver`] is the customer side: it builds webhooks of every message type and posts them,
 //! signed, retrying like Meta.
 
 pub mod driver;
+pub mod send;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -44,6 +47,16 @@ pub struct MetaSimConfig {
     pub tokens: Vec<String>,
     /// Lifetime of a media download URL.
     pub media_url_ttl: Duration,
+    /// Messages per second per business number before 130429 (Meta's default tier: 80).
+    pub throughput_mps: f64,
+    /// Pair rate limit: one message per `pair_interval` to the same recipient, bursts of
+    /// `pair_burst`, before 131056.
+    pub pair_interval: Duration,
+    pub pair_burst: f64,
+    /// Pause between the status webhooks of one message.
+    pub status_delay: Duration,
+    pub status_chaos: send::StatusChaos,
+    pub display_phone_number: String,
 }
 
 impl Default for MetaSimConfig {
@@ -52,6 +65,12 @@ impl Default for MetaSimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             tokens: Vec::new(),
             media_url_ttl: Duration::from_secs(5 * 60),
+            throughput_mps: 80.0,
+            pair_interval: Duration::from_secs(6),
+            pair_burst: 3.0,
+            status_delay: Duration::from_millis(20),
+            status_chaos: send::StatusChaos::None,
+            display_phone_number: "15550783881".into(),
         }
     }
 }
@@ -84,6 +103,7 @@ struct Inner {
     failures: usize,
     /// Hand out already-expired download URLs on the next N lookups.
     stale_urls: usize,
+    sends: send::SendState,
 }
 
 /// A running Meta simulator. Clones share state.
@@ -94,11 +114,13 @@ pub struct MetaSim {
     _task: Arc<JoinHandle<()>>,
 }
 
-struct SimState {
+pub(crate) struct SimState {
     config: MetaSimConfig,
     url_key: [u8; 32],
     base_url: String,
     inner: Mutex<Inner>,
+    changed: tokio::sync::Notify,
+    http: reqwest::Client,
 }
 
 impl MetaSim {
@@ -114,11 +136,17 @@ impl MetaSim {
             url_key: rand::random(),
             base_url: format!("http://{addr}"),
             inner: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(std::io::Error::other)?,
         });
         let router = Router::new()
             .route("/whatsapp_business/attachments/", get(download))
             .route("/{version}/{media_id}", get(media_url))
             .route("/{version}/{phone_number_id}/media", post(upload))
+            .route("/{version}/{phone_number_id}/messages", post(send::send))
             .with_state(state.clone());
         let (addr, task) = serve(addr, router).await?;
         Ok(Self {
@@ -160,6 +188,45 @@ impl MetaSim {
     /// The next `n` media calls (lookups, downloads, uploads) answer 500.
     pub fn fail_next(&self, n: usize) {
         self.state.lock().failures = n;
+    }
+
+    /// Where the status webhooks of `phone_number_id` go, signed with `app_secret`.
+    pub fn subscribe(&self, phone_number_id: &str, callback_url: &str, app_secret: &str) {
+        self.state.lock().sends.subscriptions.insert(
+            phone_number_id.to_owned(),
+            (callback_url.to_owned(), app_secret.to_owned()),
+        );
+    }
+
+    /// The customer wrote to the number: the 24-hour window opens (Meta knows; tests tell us).
+    pub fn customer_wrote(&self, phone_number_id: &str, user: &str) {
+        self.state
+            .lock()
+            .sends
+            .last_inbound
+            .insert((phone_number_id.to_owned(), user.to_owned()), Utc::now());
+    }
+
+    /// Every accepted send, in arrival order.
+    pub fn sends(&self) -> Vec<send::AcceptedSend> {
+        self.state.lock().sends.accepted.clone()
+    }
+
+    pub fn send_stats(&self) -> send::SendStats {
+        self.state.lock().sends.stats.clone()
+    }
+
+    /// Waits until at least `n` sends were accepted, or `timeout`.
+    pub async fn wait_for_sends(&self, n: usize, timeout: Duration) -> Vec<send::AcceptedSend> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.state.changed.notified();
+            let sends = self.sends();
+            if sends.len() >= n || tokio::time::Instant::now() >= deadline {
+                return sends;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
     }
 
     /// The next `n` lookups give URLs that have already expired, as if the download came more
@@ -236,7 +303,7 @@ pub fn graph_error(status: StatusCode, code: u32, subcode: Option<u32>, message:
     (status, axum::Json(json!({ "error": error }))).into_response()
 }
 
-fn invalid_token() -> Response {
+pub(crate) fn invalid_token() -> Response {
     graph_error(
         StatusCode::UNAUTHORIZED,
         190,
