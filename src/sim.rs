@@ -27,6 +27,15 @@ pub struct MetaArgs {
     /// Lifetime of media download URLs.
     #[arg(long, default_value_t = 300)]
     media_url_ttl_secs: u64,
+    /// Messages per second per business number before 130429.
+    #[arg(long, default_value_t = 80.0)]
+    throughput_mps: f64,
+    /// Seconds between messages to one recipient before 131056 (bursts of 3 allowed).
+    #[arg(long, default_value_t = 6.0)]
+    pair_interval_secs: f64,
+    /// Status webhooks for a number: `PHONE_NUMBER_ID=URL=APP_SECRET` (repeatable).
+    #[arg(long = "subscribe")]
+    subscriptions: Vec<String>,
 }
 
 #[derive(Args)]
@@ -53,11 +62,23 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
                 listen: args.listen,
                 tokens: args.tokens,
                 media_url_ttl: Duration::from_secs(args.media_url_ttl_secs),
+                throughput_mps: args.throughput_mps,
+                pair_interval: Duration::from_secs_f64(args.pair_interval_secs),
+                ..MetaSimConfig::default()
             })
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+            for subscription in &args.subscriptions {
+                let mut parts = subscription.splitn(3, '=');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(number), Some(url), Some(secret)) => sim.subscribe(number, url, secret),
+                    _ => anyhow::bail!(
+                        "--subscribe {subscription:?} is not PHONE_NUMBER_ID=URL=APP_SECRET"
+                    ),
+                }
+            }
             println!("Meta Cloud API simulator on {}", sim.base_url());
-            println!("  GET  /v23.0/{{media-id}}   POST /v23.0/{{phone-number-id}}/media");
+            println!("  GET  /v23.0/{{media-id}}   POST /v23.0/{{phone-number-id}}/media|messages");
             tokio::signal::ctrl_c().await?;
         }
         SimCommand::Genesys(args) => {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::genesys::InboundMessage;
+use crate::genesys::{InboundMessage, OutboundMessage, Receipt};
 use crate::meta::{Contact, Message, MetaError, Status};
+use crate::whatsapp::SendRequest;
 
 /// Version of the envelope schema written by this build. Readers accept this version and below.
 pub const SCHEMA_VERSION: u16 = 1;
@@ -134,6 +135,70 @@ pub enum Event {
         wamid: String,
         message: Box<InboundMessage>,
     },
+    /// An agent's reply, as Genesys posted it; `reply` is filled by the (outbound) mapping stage.
+    GenesysOutbound {
+        integration_id: String,
+        message: Box<OutboundMessage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<Reply>,
+        /// The attachment, fetched from Genesys and stored by the media stage.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<StoredMedia>,
+    },
+    /// A message to send through the Cloud API (`wa.send.v1`).
+    WhatsAppSend {
+        phone_number_id: String,
+        /// The effect's identity: `send:genesys:{genesys message id}` for agent replies.
+        send_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genesys_message_id: Option<String>,
+        /// Whether the 24-hour customer-service window was open when the reply was mapped.
+        window_open: bool,
+        request: Box<SendRequest>,
+    },
+    /// What became of a send (`wa.send-results.v1`).
+    SendResult {
+        phone_number_id: String,
+        send_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genesys_message_id: Option<String>,
+        recipient: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wamid: Option<String>,
+        outcome: SendOutcome,
+    },
+    /// A delivery receipt for Genesys (`delivery.genesys.v1`).
+    GenesysReceipt {
+        integration_id: String,
+        receipt: Box<Receipt>,
+    },
+}
+
+/// Where an agent's reply goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub phone_number_id: String,
+    /// The customer: wa_id (or BSUID).
+    pub user: String,
+    pub window_open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inbound_at: Option<DateTime<Utc>>,
+}
+
+/// The result of one send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// Meta accepted it (`message_status`); delivery comes with status webhooks.
+    Accepted { message_status: Option<String> },
+    /// Not sent, or refused by Meta, for good: `code` is Meta's error code when Meta refused,
+    /// `receipt_reason` the Genesys reason code to report.
+    Failed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i64>,
+        reason: String,
+        receipt_reason: String,
+    },
 }
 
 /// A media file wabaflow stored in its object store, with a URL a third party may fetch.
@@ -162,6 +227,12 @@ impl Event {
                 Some(format!("wa:status:{}:{}", status.id, status.status))
             }
             Event::GenesysInbound { wamid, .. } => Some(format!("genesys:in:{wamid}")),
+            Event::GenesysOutbound { message, .. } => Some(format!("genesys:out:{}", message.id)),
+            Event::WhatsAppSend { send_key, .. } => Some(send_key.clone()),
+            Event::SendResult { send_key, .. } => Some(format!("result:{send_key}")),
+            Event::GenesysReceipt { receipt, .. } => {
+                Some(format!("genesys:receipt:{}:{}", receipt.id, receipt.status))
+            }
             Event::MetaError { .. } | Event::MetaChange { .. } => None,
         }
     }
@@ -174,6 +245,10 @@ impl Event {
             Event::MetaError { .. } => "error",
             Event::MetaChange { .. } => "change",
             Event::GenesysInbound { .. } => "genesys_inbound",
+            Event::GenesysOutbound { .. } => "genesys_outbound",
+            Event::WhatsAppSend { .. } => "whatsapp_send",
+            Event::SendResult { .. } => "send_result",
+            Event::GenesysReceipt { .. } => "genesys_receipt",
         }
     }
 }

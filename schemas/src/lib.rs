@@ -14,6 +14,9 @@ pub mod tenant;
 pub mod topics;
 pub mod whatsapp;
 
-pub use envelope::{ConversationKey, Envelope, Event, RawRef, SCHEMA_VERSION, Source, StoredMedia};
+pub use envelope::{
+    ConversationKey, Envelope, Event, RawRef, Reply, SCHEMA_VERSION, SendOutcome, Source,
+    StoredMedia,
+};
 pub use secret::Secret;
 pub use topics::Topic;

@@ -70,7 +70,61 @@ pub const DELIVERY_GENESYS: Topic = Topic {
     name: "delivery.genesys.v1",
     key: "conversation key",
     partitions: CONVERSATION_PARTITIONS,
-    schema: "Envelope v1 (JSON), event kind genesys_inbound",
+    schema: "Envelope v1 (JSON), event kinds genesys_inbound and genesys_receipt",
+    has_dlq: true,
+};
+
+/// Agents' replies as Genesys posted them, keyed by the WhatsApp conversation.
+pub const GENESYS_OUTBOUND: Topic = Topic {
+    name: "genesys.outbound.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind genesys_outbound",
+    has_dlq: true,
+};
+
+/// Agents' replies, each Genesys message id once.
+pub const GENESYS_OUTBOUND_UNIQUE: Topic = Topic {
+    name: "genesys.outbound.unique.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind genesys_outbound",
+    has_dlq: true,
+};
+
+/// Replies with tenant, customer and the 24-hour window resolved.
+pub const GENESYS_OUTBOUND_MAPPED: Topic = Topic {
+    name: "genesys.outbound.mapped.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), genesys_outbound with reply set",
+    has_dlq: true,
+};
+
+/// Replies whose attachment (if any) is stored in S3 `media-outbound`.
+pub const GENESYS_OUTBOUND_ENRICHED: Topic = Topic {
+    name: "genesys.outbound.enriched.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), genesys_outbound with reply and media set",
+    has_dlq: true,
+};
+
+/// Cloud API sends, consumed by `sink:whatsapp`.
+pub const WA_SEND: Topic = Topic {
+    name: "wa.send.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind whatsapp_send",
+    has_dlq: true,
+};
+
+/// What became of each send (wamid, or the failure and its reason).
+pub const WA_SEND_RESULTS: Topic = Topic {
+    name: "wa.send-results.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind send_result",
     has_dlq: true,
 };
 
@@ -82,6 +136,12 @@ pub const ALL: &[Topic] = &[
     WA_INBOUND_MAPPED,
     WA_INBOUND_ENRICHED,
     DELIVERY_GENESYS,
+    GENESYS_OUTBOUND,
+    GENESYS_OUTBOUND_UNIQUE,
+    GENESYS_OUTBOUND_MAPPED,
+    GENESYS_OUTBOUND_ENRICHED,
+    WA_SEND,
+    WA_SEND_RESULTS,
 ];
 
 /// Suffix of a topic's dead-letter twin.

@@ -10,7 +10,11 @@
 //! - Every attachment URL of an accepted message is downloaded, as Genesys does, and the result
 //!   (status, SHA-256, size) is recorded with the message.
 //!
+//! - `GET /api/v2/downloads/{id}` — agent attachments ([`GenesysSim::add_download`]), Bearer
+//!   required, like `api-downloads.{region}`.
+//!
 //! Faults on demand: [`GenesysSim::fail_next`] answers the next requests with 429 or 5xx.
+//! [`agent`] is the agent side: signed outbound webhooks, retried like Genesys.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +38,8 @@ use tokio::time::Instant;
 use wabaflow_schemas::genesys::{Content, InboundMessage, TokenResponse};
 
 use crate::{bearer, serve};
+
+pub mod agent;
 
 #[derive(Debug, Clone)]
 pub struct GenesysSimConfig {
@@ -104,6 +110,7 @@ struct Inner {
     events: Vec<(String, Value)>,
     failures: Vec<StatusCode>,
     stats: GenesysStats,
+    downloads: HashMap<String, (Bytes, String)>,
 }
 
 struct SimState {
@@ -139,6 +146,7 @@ impl GenesysSim {
             .route(&format!("{base}/message"), post(inbound_message))
             .route(&format!("{base}/receipt"), post(inbound_receipt))
             .route(&format!("{base}/event"), post(inbound_event))
+            .route("/api/v2/downloads/{id}", axum::routing::get(download))
             .with_state(state.clone());
         let (addr, task) = serve(listen, router).await?;
         Ok(Self {
@@ -156,6 +164,38 @@ impl GenesysSim {
     /// Every accepted inbound message, in arrival order.
     pub fn messages(&self) -> Vec<Accepted> {
         self.state.lock().accepted.clone()
+    }
+
+    /// Hosts a file an agent attached; returns its download URL (Bearer token required).
+    pub fn add_download(&self, bytes: impl Into<Bytes>, mime: &str) -> String {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        self.state
+            .lock()
+            .downloads
+            .insert(id.clone(), (bytes.into(), mime.to_owned()));
+        format!("{}/api/v2/downloads/{id}", self.base_url())
+    }
+
+    /// Every receipt accepted, in arrival order: (integration id, body).
+    pub fn receipts(&self) -> Vec<(String, Value)> {
+        self.state.lock().receipts.clone()
+    }
+
+    /// Waits until `done(receipts)` holds, or `timeout`; returns the receipts.
+    pub async fn wait_for_receipts(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[(String, Value)]) -> bool,
+    ) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.state.changed.notified();
+            let receipts = self.receipts();
+            if done(&receipts) || Instant::now() >= deadline {
+                return receipts;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
     }
 
     /// Revokes every issued token (an admin rotated the OAuth client): the next calls get 401.
@@ -465,6 +505,30 @@ async fn fetch(http: &reqwest::Client, url: String) -> Download {
             sha256: None,
             size: 0,
         },
+    }
+}
+
+async fn download(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let inner = state.lock();
+    let valid = bearer(&headers)
+        .and_then(|t| inner.tokens.get(t))
+        .is_some_and(|expires| *expires > Instant::now());
+    if !valid {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication.required",
+            "No authentication bearer token specified in authorization header.",
+        );
+    }
+    match inner.downloads.get(&id) {
+        Some((bytes, mime)) => {
+            ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "not.found", "download not found"),
     }
 }
 

@@ -1,5 +1,10 @@
-//! `map`: resolves the tenant of every unique Meta event and keeps the conversation mapping
-//! current. `wa.inbound.unique.v1` → `wa.inbound.mapped.v1`.
+//! `map`: resolves the tenant of every unique event and keeps the conversation mapping current.
+//!
+//! Inbound (`map`): `wa.inbound.unique.v1` → `wa.inbound.mapped.v1`. Outbound (`map-outbound`):
+//! `genesys.outbound.unique.v1` → `genesys.outbound.mapped.v1` — the tenant comes from the
+//! integration id, the customer from `channel.to.id` (the id we gave Genesys: wa_id or BSUID),
+//! and the reply learns whether the 24-hour customer-service window is open: Meta only lets
+//! templates through once 24 hours passed since the customer's last message.
 //!
 //! The tenant comes from `metadata.phone_number_id` (Meta: route on it, not on the display
 //! number). A number no tenant owns is dead-lettered with the reason; a number owned by another
@@ -12,19 +17,97 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
-use wabaflow_schemas::topics::{Topic, WA_INBOUND_MAPPED, WA_INBOUND_UNIQUE};
-use wabaflow_schemas::{Envelope, Event};
+use wabaflow_schemas::topics::{
+    GENESYS_OUTBOUND_MAPPED, GENESYS_OUTBOUND_UNIQUE, Topic, WA_INBOUND_MAPPED, WA_INBOUND_UNIQUE,
+};
+use wabaflow_schemas::{Envelope, Event, Reply};
 use wabaflow_store::records::{InboundContact, Records};
 use wabaflow_store::tenants::{TenantError, TenantRegistry};
+
+/// The customer-service window: free-form messages only within 24 hours of the customer's last.
+pub const SERVICE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Customer → agent.
+    Inbound,
+    /// Agent → customer.
+    Outbound,
+}
 
 pub struct MapStage {
     tenants: TenantRegistry,
     records: Records,
+    direction: Direction,
 }
 
 impl MapStage {
     pub fn new(tenants: TenantRegistry, records: Records) -> Self {
-        Self { tenants, records }
+        Self::with_direction(tenants, records, Direction::Inbound)
+    }
+
+    pub fn outbound(tenants: TenantRegistry, records: Records) -> Self {
+        Self::with_direction(tenants, records, Direction::Outbound)
+    }
+
+    fn with_direction(tenants: TenantRegistry, records: Records, direction: Direction) -> Self {
+        Self {
+            tenants,
+            records,
+            direction,
+        }
+    }
+
+    async fn map_reply(&self, mut envelope: Envelope) -> Result<Outcome<()>, StageError> {
+        let Event::GenesysOutbound {
+            integration_id,
+            message,
+            reply,
+            ..
+        } = &mut envelope.event
+        else {
+            return Err(StageError::Invalid(format!(
+                "{} event on the outbound Genesys topic",
+                envelope.event.kind()
+            )));
+        };
+        let tenant = self
+            .tenants
+            .by_integration(integration_id)
+            .await
+            .map_err(tenant_error)?
+            .ok_or_else(|| {
+                StageError::Invalid(format!(
+                    "unknown Genesys integration {integration_id}: no tenant owns it"
+                ))
+            })?;
+        if let Some(claimed) = &envelope.tenant
+            && *claimed != tenant.id
+        {
+            return Err(StageError::Invalid(format!(
+                "integration {integration_id} belongs to tenant {}, but arrived on tenant {claimed}'s webhook",
+                tenant.id
+            )));
+        }
+        let user = message.channel.to.id.clone();
+        if user.is_empty() {
+            return Err(StageError::Invalid("channel.to.id is empty".into()));
+        }
+        let key = format!("{}:{user}", tenant.phone_number_id);
+        let mapping = self
+            .records
+            .conversation(&key)
+            .await
+            .map_err(|err| StageError::Unavailable(err.to_string()))?;
+        let last_inbound_at = mapping.and_then(|m| m.last_inbound_at);
+        *reply = Some(Reply {
+            phone_number_id: tenant.phone_number_id.clone(),
+            user,
+            window_open: last_inbound_at.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW),
+            last_inbound_at,
+        });
+        envelope.tenant = Some(tenant.id.clone());
+        Ok(Outcome::Emit(vec![envelope], ()))
     }
 }
 
@@ -39,15 +122,24 @@ impl Stage for MapStage {
     type Receipt = ();
 
     fn name(&self) -> &'static str {
-        "map"
+        match self.direction {
+            Direction::Inbound => "map",
+            Direction::Outbound => "map-outbound",
+        }
     }
 
     fn input(&self) -> Topic {
-        WA_INBOUND_UNIQUE
+        match self.direction {
+            Direction::Inbound => WA_INBOUND_UNIQUE,
+            Direction::Outbound => GENESYS_OUTBOUND_UNIQUE,
+        }
     }
 
     fn output(&self) -> Option<Topic> {
-        Some(WA_INBOUND_MAPPED)
+        Some(match self.direction {
+            Direction::Inbound => WA_INBOUND_MAPPED,
+            Direction::Outbound => GENESYS_OUTBOUND_MAPPED,
+        })
     }
 
     async fn process(
@@ -55,6 +147,9 @@ impl Stage for MapStage {
         mut envelope: Envelope,
         _cx: &Context,
     ) -> Result<Outcome<()>, StageError> {
+        if self.direction == Direction::Outbound {
+            return self.map_reply(envelope).await;
+        }
         let phone_number_id = match &envelope.event {
             Event::MetaMessage {
                 phone_number_id, ..
@@ -66,10 +161,11 @@ impl Stage for MapStage {
                 phone_number_id, ..
             } => phone_number_id.clone(),
             Event::MetaChange { .. } => return Ok(Outcome::Emit(vec![envelope], ())),
-            Event::GenesysInbound { .. } => {
-                return Err(StageError::Invalid(
-                    "a Genesys delivery on the inbound Meta topic".into(),
-                ));
+            other => {
+                return Err(StageError::Invalid(format!(
+                    "{} event on the inbound Meta topic",
+                    other.kind()
+                )));
             }
         };
         let tenant = self
