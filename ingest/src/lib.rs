@@ -4,9 +4,12 @@
 //! splits the body into events with their partition keys. The shared [`http`] runner owns body
 //! limits, the "2xx only after every record is acked" rule, error bodies and metrics.
 //!
-//! - [`meta`]: WhatsApp Cloud API webhooks at `/webhooks/meta`.
+//! - [`meta`]: WhatsApp Cloud API webhooks at `/webhooks/meta/{tenant}`;
+//! - [`genesys`]: Genesys Open Messaging outbound webhooks at `/webhooks/genesys/{tenant}`.
 
+pub mod genesys;
 pub mod http;
 pub mod meta;
 
+pub use genesys::GenesysEdge;
 pub use meta::MetaEdge;

@@ -17,17 +17,37 @@ use std::time::Duration;
 use async_trait::async_trait;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
 use wabaflow_schemas::Envelope;
-use wabaflow_schemas::topics::{Topic, WA_INBOUND, WA_INBOUND_UNIQUE};
+use wabaflow_schemas::topics::{
+    GENESYS_OUTBOUND, GENESYS_OUTBOUND_UNIQUE, Topic, WA_INBOUND, WA_INBOUND_UNIQUE,
+};
+
+use crate::map::Direction;
 use wabaflow_store::{Claim, StateStore, StoreError};
 
 pub struct DedupeStage {
     store: Arc<dyn StateStore>,
     ttl: Duration,
+    direction: Direction,
 }
 
 impl DedupeStage {
+    /// Meta's webhooks: `wa.inbound.v1` → `wa.inbound.unique.v1`.
     pub fn new(store: Arc<dyn StateStore>, ttl: Duration) -> Self {
-        Self { store, ttl }
+        Self {
+            store,
+            ttl,
+            direction: Direction::Inbound,
+        }
+    }
+
+    /// Genesys' outbound webhooks (retried up to 5 times, duplicated by Genesys at times), keyed
+    /// on the Genesys message id: `genesys.outbound.v1` → `genesys.outbound.unique.v1`.
+    pub fn outbound(store: Arc<dyn StateStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            direction: Direction::Outbound,
+        }
     }
 }
 
@@ -43,15 +63,24 @@ impl Stage for DedupeStage {
     type Receipt = ClaimReceipt;
 
     fn name(&self) -> &'static str {
-        "dedupe"
+        match self.direction {
+            Direction::Inbound => "dedupe",
+            Direction::Outbound => "dedupe-outbound",
+        }
     }
 
     fn input(&self) -> Topic {
-        WA_INBOUND
+        match self.direction {
+            Direction::Inbound => WA_INBOUND,
+            Direction::Outbound => GENESYS_OUTBOUND,
+        }
     }
 
     fn output(&self) -> Option<Topic> {
-        Some(WA_INBOUND_UNIQUE)
+        Some(match self.direction {
+            Direction::Inbound => WA_INBOUND_UNIQUE,
+            Direction::Outbound => GENESYS_OUTBOUND_UNIQUE,
+        })
     }
 
     async fn process(

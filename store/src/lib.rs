@@ -6,14 +6,15 @@
 //! once — see [`Claim`]), plain values with an optional expiry (tenant records, cached tokens) and
 //! *records*: field maps where each writer sets only its own fields (a conversation mapping is
 //! written by the mapping stage and by the Genesys sink without either overwriting the other).
-//! On top of it: [`tenants`] (encrypted credentials), [`records`] (mappings, message tracking),
-//! and the [`objects`] store for raw payloads and media.
+//! On top of it: [`tenants`] (encrypted credentials), [`tokens`] (OAuth token cache),
+//! [`records`] (mappings, message tracking), and the [`objects`] store for raw payloads and media.
 
 mod memory;
 pub mod objects;
 pub mod records;
 mod redis_store;
 pub mod tenants;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::time::Duration;

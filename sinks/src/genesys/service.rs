@@ -15,20 +15,16 @@
 //! it expires. One refresh per tenant at a time in a process: concurrent
 //! callers wait for the refresh in flight instead of asking for tokens of their own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wabaflow_pipeline::config::GenesysConfig;
 use wabaflow_pipeline::telemetry::metrics;
-use wabaflow_schemas::genesys::{InboundMessage, InboundResponse, TokenResponse};
+use wabaflow_schemas::genesys::{InboundMessage, InboundResponse, Receipt};
 use wabaflow_schemas::tenant::Tenant;
 use wabaflow_store::tenants::TenantRegistry;
+use wabaflow_store::tokens::{GenesysTokens, TokenError};
 
 const SINK: &str = "genesys";
-
-/// Refresh this long before Genesys' `expires_in` ends (a tenth of the lifetime for short ones).
-const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenesysError {
@@ -44,31 +40,56 @@ pub enum GenesysError {
 
 pub struct GenesysService {
     http: reqwest::Client,
-    tenants: TenantRegistry,
-    max_age: Duration,
-    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tokens: GenesysTokens,
 }
 
 impl GenesysService {
     pub fn new(tenants: TenantRegistry, config: &GenesysConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .build()?;
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_millis(config.timeout_ms))
-                .build()?,
-            tenants,
-            max_age: Duration::from_secs(config.token_max_age_secs),
-            refreshing: Mutex::default(),
+            tokens: GenesysTokens::new(
+                http.clone(),
+                tenants,
+                Duration::from_secs(config.token_max_age_secs),
+            ),
+            http,
         })
     }
 
-    /// Posts a customer message; on 401 fetches a new token once and posts again.
+    /// Posts a customer message (`?prefetchConversationId=true`).
     pub async fn send_inbound(
         &self,
         tenant: &Tenant,
         message: &InboundMessage,
     ) -> Result<InboundResponse, GenesysError> {
+        let answer = self
+            .post(tenant, "message?prefetchConversationId=true", message)
+            .await?;
+        serde_json::from_value(answer)
+            .map_err(|err| GenesysError::Unavailable(format!("unreadable answer: {err}")))
+    }
+
+    /// Posts a delivery receipt of an agent's message.
+    pub async fn send_receipt(
+        &self,
+        tenant: &Tenant,
+        receipt: &Receipt,
+    ) -> Result<(), GenesysError> {
+        self.post(tenant, "receipt", receipt).await.map(|_| ())
+    }
+
+    /// POSTs to `/api/v2/conversations/messages/{integration}/inbound/open/{path}`; on 401 gets
+    /// a new token once and posts again.
+    async fn post(
+        &self,
+        tenant: &Tenant,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<serde_json::Value, GenesysError> {
         let url = format!(
-            "{}/api/v2/conversations/messages/{}/inbound/open/message",
+            "{}/api/v2/conversations/messages/{}/inbound/open/{path}",
             tenant.genesys.api_url(),
             tenant.genesys.integration_id
         );
@@ -79,9 +100,8 @@ impl GenesysService {
             let sent = self
                 .http
                 .post(&url)
-                .query(&[("prefetchConversationId", "true")])
                 .bearer_auth(&token)
-                .json(message)
+                .json(body)
                 .send()
                 .await;
             metrics()
@@ -103,112 +123,26 @@ impl GenesysService {
             match result {
                 Err(GenesysError::Unauthorized(_)) if !refreshed => {
                     refreshed = true;
-                    self.forget_token(tenant, &token).await;
+                    self.tokens.forget(tenant, &token).await;
                 }
                 other => return other,
             }
         }
     }
 
-    /// A valid access token for the tenant's OAuth client, from the cache or freshly issued.
+    /// A token for the tenant's OAuth client (cached; see `wabaflow_store::tokens`).
     pub async fn token(&self, tenant: &Tenant) -> Result<String, GenesysError> {
-        if let Some(token) = self.cached(tenant).await {
-            return Ok(token);
-        }
-        let lock = {
-            let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            refreshing.entry(tenant.id.clone()).or_default().clone()
-        };
-        let _single_flight = lock.lock().await;
-        // Whoever held the lock before us may have refreshed it already.
-        if let Some(token) = self.cached(tenant).await {
-            return Ok(token);
-        }
-        let issued = self.issue(tenant).await?;
-        let lifetime = Duration::from_secs(issued.expires_in);
-        let ttl = lifetime
-            .saturating_sub(EXPIRY_MARGIN.min(lifetime / 10))
-            .min(self.max_age);
-        if !ttl.is_zero() {
-            let sealed = self
-                .tenants
-                .seal_value(&tenant.id, issued.access_token.as_bytes())
-                .map_err(|err| GenesysError::Unavailable(err.to_string()))?;
-            self.tenants
-                .store()
-                .put(&token_key(&tenant.id), sealed.as_bytes(), Some(ttl))
-                .await
-                .map_err(|err| GenesysError::Unavailable(err.to_string()))?;
-        }
-        Ok(issued.access_token)
-    }
-
-    async fn cached(&self, tenant: &Tenant) -> Option<String> {
-        let sealed = self
-            .tenants
-            .store()
-            .get(&token_key(&tenant.id))
-            .await
-            .ok()??;
-        let plain = self
-            .tenants
-            .open_value(&tenant.id, &String::from_utf8_lossy(&sealed))
-            .ok()?;
-        String::from_utf8(plain).ok()
-    }
-
-    async fn forget_token(&self, tenant: &Tenant, rejected: &str) {
-        if self.cached(tenant).await.as_deref() == Some(rejected) {
-            let _ = self.tenants.store().delete(&token_key(&tenant.id)).await;
-        }
-    }
-
-    /// `POST {login}/oauth/token`, client credentials with Basic auth (WIRE.md §3.1).
-    async fn issue(&self, tenant: &Tenant) -> Result<TokenResponse, GenesysError> {
-        let response = self
-            .http
-            .post(format!("{}/oauth/token", tenant.genesys.login_url()))
-            .basic_auth(
-                &tenant.genesys.client_id,
-                Some(tenant.genesys.client_secret.expose()),
-            )
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .map_err(|err| GenesysError::Unavailable(format!("token request: {err}")))?;
-        let status = response.status();
-        if status.is_success() {
-            return response
-                .json()
-                .await
-                .map_err(|err| GenesysError::Unavailable(format!("token answer: {err}")));
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(match status.as_u16() {
-            429 => GenesysError::Throttled {
-                after: Duration::from_secs(1),
-            },
-            400 | 401 | 403 => GenesysError::Unauthorized(format!(
-                "OAuth client {} refused ({status}): {}",
-                tenant.genesys.client_id,
-                truncate(&body)
-            )),
-            _ => GenesysError::Unavailable(format!("token endpoint answered {status}")),
+        self.tokens.token(tenant).await.map_err(|err| match err {
+            TokenError::Throttled { after } => GenesysError::Throttled { after },
+            TokenError::Unavailable(reason) => GenesysError::Unavailable(reason),
+            TokenError::Unauthorized(reason) => GenesysError::Unauthorized(reason),
         })
     }
 }
 
-fn token_key(tenant: &str) -> String {
-    format!("tenant:{tenant}:oauth:token")
-}
-
 async fn classify(
     sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<InboundResponse, GenesysError> {
+) -> Result<serde_json::Value, GenesysError> {
     let response = sent.map_err(|err| GenesysError::Unavailable(err.to_string()))?;
     let status = response.status();
     if status.is_success() {

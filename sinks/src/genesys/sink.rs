@@ -1,5 +1,6 @@
-//! `sink:genesys`: `delivery.genesys.v1` → Genesys Cloud, one message at a time per partition,
-//! so a conversation's messages reach the agent in order.
+//! `sink:genesys`: `delivery.genesys.v1` → Genesys Cloud, one event at a time per partition, so a
+//! conversation's messages reach the agent in order: customer messages to `/inbound/open/message`,
+//! delivery receipts of agents' messages to `/inbound/open/receipt`.
 //!
 //! Exactly once, as far as we can make it: a message whose tracking already holds a Genesys
 //! message id was delivered before (a replay after a crash) and is skipped. The call itself is
@@ -73,6 +74,20 @@ impl GenesysSink {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// The retry table's verdict as the runner understands it.
+fn stage_error(err: GenesysError) -> StageError {
+    match err {
+        GenesysError::Throttled { after } => StageError::RetryAfter {
+            reason: "Genesys rate limit".into(),
+            after,
+        },
+        GenesysError::Rejected { .. } => StageError::Invalid(err.to_string()),
+        GenesysError::Unavailable(_) | GenesysError::Unauthorized(_) => {
+            StageError::Unavailable(err.to_string())
         }
     }
 }
