@@ -1,6 +1,11 @@
-//! `media`: brings a customer's image, video, audio (voice notes too), document or sticker from
-//! Meta into our object store and attaches a URL Genesys can fetch.
-//! `wa.inbound.mapped.v1` → `wa.inbound.enriched.v1`.
+//! `media`: copies attachments into our object store and attaches a URL the other side can fetch.
+//!
+//! Inbound (`media`), `wa.inbound.mapped.v1` → `wa.inbound.enriched.v1`: a customer's image,
+//! video, audio (voice notes too), document or sticker, from Meta to bucket `media-inbound`, for
+//! Genesys. Outbound (`media-outbound`), `genesys.outbound.mapped.v1` →
+//! `genesys.outbound.enriched.v1`: an agent's attachment, fetched from its Genesys download URL
+//! with the tenant's OAuth token, to bucket `media-outbound`
+//! (`{tenant}/{phone_number_id}/{genesys message id}/{filename}`), for Meta to fetch by link.
 //!
 //! Meta's protocol (WIRE.md §2.3): `GET /{version}/{media-id}` with the tenant's token gives a
 //! download URL, the MIME type, a **hex** SHA-256 and the size; the URL needs the same Bearer token
@@ -26,17 +31,24 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use wabaflow_pipeline::config::{MediaConfig, MetaApiConfig};
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
+use wabaflow_schemas::genesys::MediaType;
 use wabaflow_schemas::meta::Message;
-use wabaflow_schemas::topics::{Topic, WA_INBOUND_ENRICHED, WA_INBOUND_MAPPED};
+use wabaflow_schemas::topics::{
+    GENESYS_OUTBOUND_ENRICHED, GENESYS_OUTBOUND_MAPPED, Topic, WA_INBOUND_ENRICHED,
+    WA_INBOUND_MAPPED,
+};
 use wabaflow_schemas::{Envelope, Event, StoredMedia};
 use wabaflow_store::objects::{ObjectError, ObjectStore};
 use wabaflow_store::records::Records;
 use wabaflow_store::tenants::TenantRegistry;
+use wabaflow_store::tokens::GenesysTokens;
 
-use crate::map::tenant_error;
+use crate::map::{Direction, tenant_error};
 
 /// The bucket customer media is stored in.
 pub const MEDIA_INBOUND_BUCKET: &str = "media-inbound";
+/// The bucket agents' attachments are stored in.
+pub const MEDIA_OUTBOUND_BUCKET: &str = "media-outbound";
 
 /// Download URLs resolved per event before giving up for this attempt (each expiry costs one).
 const RESOLVE_ATTEMPTS: usize = 3;
@@ -49,6 +61,8 @@ pub struct MediaStage {
     graph_url: String,
     api_version: String,
     config: MediaConfig,
+    direction: Direction,
+    genesys_tokens: Option<Arc<GenesysTokens>>,
 }
 
 /// `GET /{version}/{media-id}`.
@@ -85,7 +99,147 @@ impl MediaStage {
             graph_url: meta.graph_url.trim_end_matches('/').to_owned(),
             api_version: meta.api_version.clone(),
             config: config.clone(),
+            direction: Direction::Inbound,
+            genesys_tokens: None,
         })
+    }
+
+    /// The outbound stage: agents' attachments from Genesys, fetched with `tokens`.
+    pub fn outbound(
+        tenants: TenantRegistry,
+        records: Records,
+        objects: Arc<dyn ObjectStore>,
+        tokens: Arc<GenesysTokens>,
+        meta: &MetaApiConfig,
+        config: &MediaConfig,
+    ) -> Result<Self, reqwest::Error> {
+        let mut stage = Self::new(tenants, records, objects, meta, config)?;
+        stage.direction = Direction::Outbound;
+        stage.genesys_tokens = Some(tokens);
+        Ok(stage)
+    }
+
+    /// Fetches the agent's attachment and stores it; `None` when the reply has none to fetch.
+    async fn store_attachment(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<Option<StoredMedia>, StageError> {
+        let Event::GenesysOutbound {
+            message,
+            reply: Some(reply),
+            media: None,
+            ..
+        } = &envelope.event
+        else {
+            return Ok(None);
+        };
+        let Some(attachment) = message
+            .content
+            .iter()
+            .find_map(|c| c.attachment.as_ref())
+            .filter(|a| a.media_type != MediaType::Link)
+        else {
+            return Ok(None);
+        };
+        let url = attachment
+            .url
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("attachment without a url".into()))?;
+        let tenant_id = envelope
+            .tenant
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("reply without a tenant (not mapped)".into()))?;
+        let tenant = self
+            .tenants
+            .get(tenant_id)
+            .await
+            .map_err(tenant_error)?
+            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        let tokens = self
+            .genesys_tokens
+            .as_ref()
+            .ok_or_else(|| StageError::Internal("outbound media stage without tokens".into()))?;
+        let token = tokens
+            .token(&tenant)
+            .await
+            .map_err(|err| StageError::Unavailable(err.to_string()))?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|err| StageError::Unavailable(format!("attachment download: {err}")))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {}
+            401 => {
+                tokens.forget(&tenant, &token).await;
+                return Err(StageError::Unavailable(
+                    "Genesys refused the token for the attachment".into(),
+                ));
+            }
+            404 | 410 => {
+                return Err(StageError::Invalid(format!(
+                    "attachment {url} is gone ({status})"
+                )));
+            }
+            _ => {
+                return Err(StageError::Unavailable(format!(
+                    "attachment download answered {status}"
+                )));
+            }
+        }
+        let header_mime = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| StageError::Unavailable(format!("attachment download: {err}")))?;
+        if bytes.len() as u64 > self.config.max_bytes {
+            return Err(StageError::Invalid(format!(
+                "attachment is larger than media.max_bytes ({} bytes)",
+                self.config.max_bytes
+            )));
+        }
+        let mime_type = attachment
+            .mime
+            .clone()
+            .or(header_mime)
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let filename = attachment
+            .filename
+            .clone()
+            .filter(|f| !f.is_empty() && !f.contains('/'))
+            .unwrap_or_else(|| format!("attachment{}", extension(&mime_type)));
+        let key = format!(
+            "{tenant_id}/{}/{}/{filename}",
+            reply.phone_number_id, message.id
+        );
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        self.objects
+            .put(MEDIA_OUTBOUND_BUCKET, &key, bytes, &mime_type)
+            .await
+            .map_err(object_error)?;
+        let ttl = Duration::from_secs(self.config.url_ttl_secs);
+        let url = self
+            .objects
+            .presign_get(MEDIA_OUTBOUND_BUCKET, &key, ttl)
+            .map_err(object_error)?;
+        Ok(Some(StoredMedia {
+            bucket: MEDIA_OUTBOUND_BUCKET.into(),
+            key,
+            url,
+            url_expires_at: Utc::now() + ttl,
+            mime_type,
+            sha256,
+            size,
+            filename: Some(filename),
+        }))
     }
 
     async fn lookup(
@@ -291,15 +445,24 @@ impl Stage for MediaStage {
     type Receipt = ();
 
     fn name(&self) -> &'static str {
-        "media"
+        match self.direction {
+            Direction::Inbound => "media",
+            Direction::Outbound => "media-outbound",
+        }
     }
 
     fn input(&self) -> Topic {
-        WA_INBOUND_MAPPED
+        match self.direction {
+            Direction::Inbound => WA_INBOUND_MAPPED,
+            Direction::Outbound => GENESYS_OUTBOUND_MAPPED,
+        }
     }
 
     fn output(&self) -> Option<Topic> {
-        Some(WA_INBOUND_ENRICHED)
+        Some(match self.direction {
+            Direction::Inbound => WA_INBOUND_ENRICHED,
+            Direction::Outbound => GENESYS_OUTBOUND_ENRICHED,
+        })
     }
 
     async fn process(
@@ -307,6 +470,14 @@ impl Stage for MediaStage {
         mut envelope: Envelope,
         _cx: &Context,
     ) -> Result<Outcome<()>, StageError> {
+        if self.direction == Direction::Outbound {
+            if let Some(stored) = self.store_attachment(&envelope).await?
+                && let Event::GenesysOutbound { media, .. } = &mut envelope.event
+            {
+                *media = Some(stored);
+            }
+            return Ok(Outcome::Emit(vec![envelope], ()));
+        }
         let tenant = envelope.tenant.clone();
         if let Event::MetaMessage {
             phone_number_id,

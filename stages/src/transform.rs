@@ -1,51 +1,75 @@
-//! `transform`: customer messages become Genesys Open Messaging inbound messages.
-//! `wa.inbound.enriched.v1` → `delivery.genesys.v1`.
+//! `transform`: from one side's language to the other's.
 //!
-//! Every message type becomes a Genesys message ([`normalize`]): none is dropped. What is not a
-//! customer message is discarded *with a counted reason*
-//! (`wabaflow_stage_discarded_events_total{stage="transform",reason}`): `status` (delivery
-//! statuses of our own sends; they become Genesys receipts with the outbound flow), `error`
-//! (value-level Meta errors, for alerting) and `change` (template, account and quality updates).
+//! Inbound (`transform`): `wa.inbound.enriched.v1` → `delivery.genesys.v1`.
+//! - Every customer message becomes a Genesys Open Messaging inbound message ([`normalize`]):
+//!   none is dropped.
+//! - A status of a message an agent sent becomes a Genesys receipt (Sent, Delivered, Read, Failed
+//!   with a reason code) when it moves the message forward ([`receipt`]); message tracking keeps
+//!   the furthest status. A late or repeated status is discarded as `stale_status`; a status of a
+//!   message wabaflow does not track (sent by another tool on the same number) as `untracked_status`.
+//! - Value-level errors and other changes are discarded with a counted reason (`error`, `change`).
+//!
+//! Outbound (`transform-outbound`): `genesys.outbound.enriched.v1` → `wa.send.v1`: an agent's
+//! reply becomes a Cloud API send request ([`reply`]) keyed `send:genesys:{genesys message id}`.
 
 mod normalize;
+pub mod receipt;
+pub mod reply;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
-use wabaflow_schemas::topics::{DELIVERY_GENESYS, Topic, WA_INBOUND_ENRICHED};
+use wabaflow_schemas::genesys::{Receipt, ReceiptChannel, ReceiptReason, Recipient};
+use wabaflow_schemas::meta::Status;
+use wabaflow_schemas::topics::{
+    DELIVERY_GENESYS, GENESYS_OUTBOUND_ENRICHED, Topic, WA_INBOUND_ENRICHED, WA_SEND,
+};
 use wabaflow_schemas::{Envelope, Event};
+use wabaflow_store::records::Records;
 use wabaflow_store::tenants::TenantRegistry;
 
 pub use normalize::{NormalizeError, normalize};
 
-use crate::map::tenant_error;
+use crate::map::{Direction, tenant_error};
 
 pub struct TransformStage {
     tenants: TenantRegistry,
+    records: Records,
+    direction: Direction,
 }
 
 impl TransformStage {
-    pub fn new(tenants: TenantRegistry) -> Self {
-        Self { tenants }
-    }
-}
-
-#[async_trait]
-impl Stage for TransformStage {
-    type Receipt = ();
-
-    fn name(&self) -> &'static str {
-        "transform"
+    pub fn new(tenants: TenantRegistry, records: Records) -> Self {
+        Self {
+            tenants,
+            records,
+            direction: Direction::Inbound,
+        }
     }
 
-    fn input(&self) -> Topic {
-        WA_INBOUND_ENRICHED
+    pub fn outbound(tenants: TenantRegistry, records: Records) -> Self {
+        Self {
+            tenants,
+            records,
+            direction: Direction::Outbound,
+        }
     }
 
-    fn output(&self) -> Option<Topic> {
-        Some(DELIVERY_GENESYS)
+    async fn integration_id(&self, envelope: &Envelope) -> Result<String, StageError> {
+        let tenant_id = envelope
+            .tenant
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("event without a tenant (not mapped)".into()))?;
+        let tenant = self
+            .tenants
+            .get(tenant_id)
+            .await
+            .map_err(tenant_error)?
+            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        Ok(tenant.genesys.integration_id.clone())
     }
 
-    async fn process(&self, envelope: Envelope, _cx: &Context) -> Result<Outcome<()>, StageError> {
+    async fn customer_message(&self, envelope: &Envelope) -> Result<Outcome<()>, StageError> {
         let Event::MetaMessage {
             contact,
             message,
@@ -55,16 +79,7 @@ impl Stage for TransformStage {
         else {
             return Ok(Outcome::Discard(envelope.event.kind()));
         };
-        let tenant_id = envelope
-            .tenant
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("message without a tenant (not mapped)".into()))?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await
-            .map_err(tenant_error)?
-            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        let integration_id = self.integration_id(envelope).await?;
         let normalized = normalize(
             message,
             contact.as_ref(),
@@ -79,12 +94,156 @@ impl Stage for TransformStage {
             envelope.received_at,
             envelope.raw,
             Event::GenesysInbound {
-                integration_id: tenant.genesys.integration_id.clone(),
+                integration_id,
                 wamid: message.id.clone(),
                 message: Box::new(normalized),
             },
         );
         out.tenant = envelope.tenant.clone();
         Ok(Outcome::Emit(vec![out], ()))
+    }
+
+    async fn status(
+        &self,
+        envelope: &Envelope,
+        status: &Status,
+    ) -> Result<Outcome<()>, StageError> {
+        let unavailable =
+            |err: wabaflow_store::StoreError| StageError::Unavailable(err.to_string());
+        let tracking = self
+            .records
+            .tracking(&status.id)
+            .await
+            .map_err(unavailable)?;
+        let Some(tracking) = tracking.filter(|t| t.direction.as_deref() == Some("outbound")) else {
+            return Ok(Outcome::Discard("untracked_status"));
+        };
+        if !receipt::advances(tracking.status.as_deref(), &status.status) {
+            return Ok(Outcome::Discard("stale_status"));
+        }
+        self.records
+            .track(&status.id, &[("status", status.status.as_str())])
+            .await
+            .map_err(unavailable)?;
+        let (Some(genesys_id), Some(receipt_status)) = (
+            tracking.genesys_message_id,
+            receipt::receipt_status(&status.status),
+        ) else {
+            // Sent by the API or a campaign: tracked, but no agent waits for a receipt.
+            return Ok(Outcome::Discard("no_receipt"));
+        };
+        let error = status.errors.as_ref().and_then(|e| e.first());
+        let reasons = match error {
+            Some(error) if status.status == "failed" => vec![ReceiptReason {
+                code: receipt::failure_reason(error.code).into(),
+                message: error
+                    .error_data
+                    .as_ref()
+                    .and_then(|d| d.details.clone())
+                    .or_else(|| error.message.clone())
+                    .or_else(|| error.title.clone())
+                    .unwrap_or_else(|| "WhatsApp could not deliver the message".into()),
+            }],
+            _ => Vec::new(),
+        };
+        let integration_id = self.integration_id(envelope).await?;
+        let receipt = Receipt {
+            id: genesys_id,
+            channel: ReceiptChannel {
+                to: Recipient {
+                    id: status.recipient().unwrap_or_default().to_owned(),
+                    id_type: None,
+                    extra: Default::default(),
+                },
+                time: status.timestamp.to_datetime().unwrap_or_else(Utc::now),
+            },
+            status: receipt_status.into(),
+            reasons,
+            is_final_receipt: matches!(receipt_status, "Read" | "Failed"),
+            direction: "Outbound".into(),
+        };
+        let mut out = Envelope::new(
+            envelope.source,
+            envelope.conversation_key.clone(),
+            envelope.occurred_at,
+            envelope.received_at,
+            envelope.raw,
+            Event::GenesysReceipt {
+                integration_id,
+                receipt: Box::new(receipt),
+            },
+        );
+        out.tenant = envelope.tenant.clone();
+        Ok(Outcome::Emit(vec![out], ()))
+    }
+
+    fn reply(&self, envelope: &Envelope) -> Result<Outcome<()>, StageError> {
+        let Event::GenesysOutbound {
+            message,
+            reply: Some(reply),
+            media,
+            ..
+        } = &envelope.event
+        else {
+            return Err(StageError::Invalid(format!(
+                "{} event without its reply mapping on the outbound topic",
+                envelope.event.kind()
+            )));
+        };
+        let send_key = format!("send:genesys:{}", message.id);
+        let request = reply::to_send_request(message, media.as_ref(), &reply.user, &send_key)
+            .map_err(|err| StageError::Invalid(err.to_string()))?;
+        let mut out = Envelope::new(
+            envelope.source,
+            envelope.conversation_key.clone(),
+            envelope.occurred_at,
+            envelope.received_at,
+            envelope.raw,
+            Event::WhatsAppSend {
+                phone_number_id: reply.phone_number_id.clone(),
+                send_key,
+                genesys_message_id: Some(message.id.clone()),
+                window_open: reply.window_open,
+                request: Box::new(request),
+            },
+        );
+        out.tenant = envelope.tenant.clone();
+        Ok(Outcome::Emit(vec![out], ()))
+    }
+}
+
+#[async_trait]
+impl Stage for TransformStage {
+    type Receipt = ();
+
+    fn name(&self) -> &'static str {
+        match self.direction {
+            Direction::Inbound => "transform",
+            Direction::Outbound => "transform-outbound",
+        }
+    }
+
+    fn input(&self) -> Topic {
+        match self.direction {
+            Direction::Inbound => WA_INBOUND_ENRICHED,
+            Direction::Outbound => GENESYS_OUTBOUND_ENRICHED,
+        }
+    }
+
+    fn output(&self) -> Option<Topic> {
+        Some(match self.direction {
+            Direction::Inbound => DELIVERY_GENESYS,
+            Direction::Outbound => WA_SEND,
+        })
+    }
+
+    async fn process(&self, envelope: Envelope, _cx: &Context) -> Result<Outcome<()>, StageError> {
+        match (&self.direction, &envelope.event) {
+            (Direction::Outbound, _) => self.reply(&envelope),
+            (Direction::Inbound, Event::MetaStatus { status, .. }) => {
+                self.status(&envelope, status).await
+            }
+            (Direction::Inbound, _) => self.customer_message(&envelope).await,
+        }
     }
 }

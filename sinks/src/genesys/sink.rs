@@ -109,17 +109,6 @@ impl Stage for GenesysSink {
     }
 
     async fn process(&self, envelope: Envelope, _cx: &Context) -> Result<Outcome<()>, StageError> {
-        let Event::GenesysInbound { wamid, message, .. } = &envelope.event else {
-            return Err(StageError::Invalid(format!(
-                "{} event on the Genesys delivery topic",
-                envelope.event.kind()
-            )));
-        };
-        let unavailable = |err: StoreError| StageError::Unavailable(err.to_string());
-        let tracking = self.records.tracking(wamid).await.map_err(unavailable)?;
-        if tracking.is_some_and(|t| t.genesys_message_id.is_some()) {
-            return Ok(Outcome::Discard("already_delivered"));
-        }
         let tenant_id = envelope
             .tenant
             .as_deref()
@@ -130,21 +119,33 @@ impl Stage for GenesysSink {
             .await
             .map_err(|err| StageError::Unavailable(err.to_string()))?
             .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
-
-        let accepted =
-            self.service
-                .send_inbound(&tenant, message)
-                .await
-                .map_err(|err| match err {
-                    GenesysError::Throttled { after } => StageError::RetryAfter {
-                        reason: "Genesys rate limit".into(),
-                        after,
-                    },
-                    GenesysError::Rejected { .. } => StageError::Invalid(err.to_string()),
-                    GenesysError::Unavailable(_) | GenesysError::Unauthorized(_) => {
-                        StageError::Unavailable(err.to_string())
-                    }
-                })?;
+        let (wamid, message) = match &envelope.event {
+            Event::GenesysInbound { wamid, message, .. } => (wamid, message),
+            Event::GenesysReceipt { receipt, .. } => {
+                // Receipts are made monotonic upstream (transform); a replay repeats one at most.
+                self.service
+                    .send_receipt(&tenant, receipt)
+                    .await
+                    .map_err(stage_error)?;
+                return Ok(Outcome::Emit(Vec::new(), ()));
+            }
+            other => {
+                return Err(StageError::Invalid(format!(
+                    "{} event on the Genesys delivery topic",
+                    other.kind()
+                )));
+            }
+        };
+        let unavailable = |err: StoreError| StageError::Unavailable(err.to_string());
+        let tracking = self.records.tracking(wamid).await.map_err(unavailable)?;
+        if tracking.is_some_and(|t| t.genesys_message_id.is_some()) {
+            return Ok(Outcome::Discard("already_delivered"));
+        }
+        let accepted = self
+            .service
+            .send_inbound(&tenant, message)
+            .await
+            .map_err(stage_error)?;
         self.record(
             envelope.conversation_key.as_str(),
             wamid,
