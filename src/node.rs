@@ -1,7 +1,8 @@
 //! A node: the set of roles one `wabaflow` process runs, wired to the configured services.
 //!
-//! Roles: `ingest` (the Meta edge), `stage:dedupe`, `stage:map`, `stage:media`,
-//! `stage:transform`, `sink:genesys`, `sink:archive`. Every node also serves `/metrics`,
+//! Roles: `ingest` (the Meta and Genesys edges), `stage:dedupe`, `stage:map`, `stage:media`,
+//! `stage:transform` (each runs the inbound and the outbound direction), `stage:receipts`,
+//! `sink:genesys`, `sink:whatsapp`, `sink:archive`. Every node also serves `/metrics`,
 //! `/healthz` and `/readyz` on `admin.listen` — and, with the `dir` object backend, the signed
 //! object links under `/objects/`. The first role that fails stops the node.
 
@@ -19,18 +20,19 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{error, info};
-use wabaflow_ingest::MetaEdge;
+use wabaflow_ingest::{GenesysEdge, MetaEdge};
 use wabaflow_pipeline::config::{ObjectsBackend, StoreBackend};
 use wabaflow_pipeline::telemetry::{Health, admin_router};
 use wabaflow_pipeline::{BatchLimits, BatchRunner, Config, Producer, Shutdown, Stage, StageRunner};
 use wabaflow_schemas::tenant::Tenant;
 use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
-use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink};
-use wabaflow_stages::media::MEDIA_INBOUND_BUCKET;
-use wabaflow_stages::{DedupeStage, MapStage, MediaStage, TransformStage};
+use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink, WhatsAppService, WhatsAppSink};
+use wabaflow_stages::media::{MEDIA_INBOUND_BUCKET, MEDIA_OUTBOUND_BUCKET};
+use wabaflow_stages::{DedupeStage, MapStage, MediaStage, ReceiptStage, TransformStage};
 use wabaflow_store::objects::{DirStore, ObjectStore, S3Settings, S3Store};
 use wabaflow_store::records::Records;
 use wabaflow_store::tenants::{EncryptionKey, TenantRegistry};
+use wabaflow_store::tokens::GenesysTokens;
 use wabaflow_store::{MemoryStore, RedisStore, StateStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,18 +42,22 @@ pub enum Role {
     Map,
     Media,
     Transform,
+    Receipts,
     Genesys,
+    WhatsApp,
     Archive,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 9] = [
         Role::Ingest,
         Role::Dedupe,
         Role::Map,
         Role::Media,
         Role::Transform,
+        Role::Receipts,
         Role::Genesys,
+        Role::WhatsApp,
         Role::Archive,
     ];
 
@@ -68,7 +74,9 @@ impl Role {
             Role::Map => "stage:map",
             Role::Media => "stage:media",
             Role::Transform => "stage:transform",
+            Role::Receipts => "stage:receipts",
             Role::Genesys => "sink:genesys",
+            Role::WhatsApp => "sink:whatsapp",
             Role::Archive => "sink:archive",
         }
     }
@@ -160,9 +168,19 @@ impl Node {
                 producer.clone(),
                 tenants.clone(),
             );
-            tasks.spawn(serve(listener, edge.router(), shutdown.clone()));
+            let mut router = edge.router();
+            if let Some(tenants) = &tenants {
+                let genesys = GenesysEdge::new(
+                    tenants.clone(),
+                    config.ingest.body_limit_bytes,
+                    &config.kafka.topic_prefix,
+                    producer.clone(),
+                );
+                router = router.merge(genesys.router());
+            }
+            tasks.spawn(serve(listener, router, shutdown.clone()));
             health.set("ingest:meta", true);
-            info!(%addr, "Meta edge listening on /webhooks/meta/{{tenant}}");
+            info!(%addr, "edges listening on /webhooks/meta/{{tenant}} and /webhooks/genesys/{{tenant}}");
             ingest_addr = Some(addr);
         }
 
@@ -177,34 +195,95 @@ impl Node {
             match role {
                 Role::Ingest => {}
                 Role::Dedupe => {
-                    let stage = DedupeStage::new(
-                        store.clone(),
-                        Duration::from_secs(config.dedupe.ttl_secs),
-                    );
+                    let ttl = Duration::from_secs(config.dedupe.ttl_secs);
+                    let stage = DedupeStage::new(store.clone(), ttl);
+                    tasks.spawn(run_stage(
+                        stage,
+                        config,
+                        &producer,
+                        &health,
+                        stop.clone(),
+                        name,
+                    ));
+                    let stage = DedupeStage::outbound(store.clone(), ttl);
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
                 }
                 Role::Map => {
                     let stage = MapStage::new(registry()?, records.clone());
+                    tasks.spawn(run_stage(
+                        stage,
+                        config,
+                        &producer,
+                        &health,
+                        stop.clone(),
+                        name,
+                    ));
+                    let stage = MapStage::outbound(registry()?, records.clone());
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
                 }
                 Role::Media => {
                     let objects = objects.clone().context("object store")?;
-                    objects
-                        .ensure_bucket(MEDIA_INBOUND_BUCKET)
-                        .await
-                        .context("creating bucket media-inbound")?;
+                    for bucket in [MEDIA_INBOUND_BUCKET, MEDIA_OUTBOUND_BUCKET] {
+                        objects
+                            .ensure_bucket(bucket)
+                            .await
+                            .with_context(|| format!("creating bucket {bucket}"))?;
+                    }
                     let stage = MediaStage::new(
                         registry()?,
                         records.clone(),
+                        objects.clone(),
+                        &config.meta,
+                        &config.media,
+                    )?;
+                    tasks.spawn(run_stage(
+                        stage,
+                        config,
+                        &producer,
+                        &health,
+                        stop.clone(),
+                        name,
+                    ));
+                    let tokens = Arc::new(GenesysTokens::new(
+                        reqwest::Client::builder()
+                            .timeout(Duration::from_millis(config.genesys.timeout_ms))
+                            .build()?,
+                        registry()?,
+                        Duration::from_secs(config.genesys.token_max_age_secs),
+                    ));
+                    let stage = MediaStage::outbound(
+                        registry()?,
+                        records.clone(),
                         objects,
+                        tokens,
                         &config.meta,
                         &config.media,
                     )?;
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
                 }
                 Role::Transform => {
-                    let stage = TransformStage::new(registry()?);
+                    let stage = TransformStage::new(registry()?, records.clone());
+                    tasks.spawn(run_stage(
+                        stage,
+                        config,
+                        &producer,
+                        &health,
+                        stop.clone(),
+                        name,
+                    ));
+                    let stage = TransformStage::outbound(registry()?, records.clone());
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::Receipts => {
+                    let stage = ReceiptStage::new(registry()?);
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
+                Role::WhatsApp => {
+                    let service =
+                        WhatsAppService::new(registry()?, &config.meta, &config.whatsapp)?;
+                    let sink =
+                        WhatsAppSink::new(service, registry()?, records.clone(), &config.whatsapp);
+                    tasks.spawn(run_stage(sink, config, &producer, &health, stop, name));
                 }
                 Role::Genesys => {
                     let service = GenesysService::new(registry()?, &config.genesys)?;

@@ -27,6 +27,7 @@ pub struct Config {
     pub meta: MetaApiConfig,
     pub media: MediaConfig,
     pub genesys: GenesysConfig,
+    pub whatsapp: WhatsAppConfig,
     pub archive: ArchiveConfig,
 }
 
@@ -280,6 +281,33 @@ impl Default for GenesysConfig {
         Self {
             timeout_ms: 10_000,
             token_max_age_secs: 55 * 60,
+        }
+    }
+}
+
+/// `sink:whatsapp`: the Cloud API sender.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WhatsAppConfig {
+    /// Messages per second per business number (Meta's default throughput: 80).
+    pub mps: u32,
+    /// One message per this interval to the same customer, after a burst of `pair_burst`
+    /// (Meta's pair limit: about one per 6 s).
+    pub pair_interval_ms: u64,
+    pub pair_burst: u32,
+    pub timeout_ms: u64,
+    /// How long a send's claim is remembered (a redelivered send within it is never re-sent).
+    pub claim_ttl_secs: u64,
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self {
+            mps: 80,
+            pair_interval_ms: 6_000,
+            pair_burst: 3,
+            timeout_ms: 30_000,
+            claim_ttl_secs: 30 * 24 * 3600,
         }
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! - [`genesys`]: `delivery.genesys.v1` → Genesys Cloud Open Messaging (a [`wabaflow_pipeline::Stage`]
 //!   without output, driven by the stage runner);
+//! - [`whatsapp`]: `wa.send.v1` → the Cloud API → `wa.send-results.v1`;
 //! - [`archive`]: `webhooks.raw.v1` → S3, batched (a [`wabaflow_pipeline::BatchSink`]).
 
 pub mod archive;
 pub mod genesys;
+pub mod whatsapp;
 
 pub use archive::ArchiveSink;
 pub use genesys::{GenesysError, GenesysService, GenesysSink};
+pub use whatsapp::{WhatsAppService, WhatsAppSink};

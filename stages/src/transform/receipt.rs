@@ -41,21 +41,7 @@ pub fn receipt_status(status: &str) -> Option<&'static str> {
     }
 }
 
-/// Genesys' reason code (`OpenOutboundNormalizedMessage` enum) for a Meta error code.
-pub fn failure_reason(code: Option<i64>) -> &'static str {
-    match code {
-        Some(131047) => "MessageExpired",
-        Some(130429 | 131048 | 131056 | 4 | 80007) => "RateLimited",
-        Some(131026 | 131021 | 133010) => "InvalidDestination",
-        Some(131050) => "RecipientOptedOut",
-        Some(131049 | 131031 | 131005 | 130472) => "MessageNotAllowed",
-        Some(131051) => "UnsupportedMessage",
-        Some(131052 | 131053) => "MediaTypeNotAllowed",
-        Some(100 | 131008 | 131009 | 132000..=132999) => "InvalidMessageStructure",
-        Some(131000 | 131016) => "ServerError",
-        _ => "GeneralError",
-    }
-}
+pub use wabaflow_schemas::genesys::failure_reason;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,290 @@
+//! `sink:whatsapp`: `wa.send.v1` → the Cloud API → `wa.send-results.v1`.
+//!
+//! Sends to Meta are not idempotent on Meta's side, so each send is made once by a protocol:
+//! 1. claim `claim:{send key}` with the input record as owner (a second record with the same key
+//!    is a duplicate; the same record redelivered after a crash resumes its claim);
+//! 2. write `attempt = 1` on the send record `send:{send key}` *before* the HTTP call, and the
+//!    wamid after it; the send key also travels in `biz_opaque_callback_data`;
+//! 3. a resumed claim whose send record holds a wamid emits that result again without sending; one
+//!    with an attempt but no wamid is ambiguous — the request may have reached Meta — and is
+//!    reported as failed ("not sent again") rather than risking a second copy to the customer.
+//!
+//! Before a free-form message, the 24-hour window is checked (templates are exempt): a closed
+//! window fails the send without calling Meta. Pacing: per business number (`whatsapp.mps`) and
+//! per (number, customer) pair (`pair_interval_ms`, `pair_burst`) with `governor` limiters, so
+//! steady traffic never provokes 130429 or 131056; when Meta still throttles, the runner waits
+//! as long as the error says and retries.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use wabaflow_pipeline::config::WhatsAppConfig;
+use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
+use wabaflow_schemas::genesys::failure_reason;
+use wabaflow_schemas::topics::{Topic, WA_SEND, WA_SEND_RESULTS};
+use wabaflow_schemas::{Envelope, Event, SendOutcome};
+use wabaflow_store::records::Records;
+use wabaflow_store::tenants::TenantRegistry;
+use wabaflow_store::{Claim, StateStore, StoreError};
+
+use super::service::{SendError, WhatsAppService};
+
+pub struct WhatsAppSink {
+    service: WhatsAppService,
+    tenants: TenantRegistry,
+    records: Records,
+    store: Arc<dyn StateStore>,
+    claim_ttl: Duration,
+    per_number: DefaultKeyedRateLimiter<String>,
+    per_pair: DefaultKeyedRateLimiter<(String, String)>,
+}
+
+/// The claim to complete once the result is durable.
+pub struct SendReceipt(String);
+
+impl WhatsAppSink {
+    pub fn new(
+        service: WhatsAppService,
+        tenants: TenantRegistry,
+        records: Records,
+        config: &WhatsAppConfig,
+    ) -> Self {
+        let one = NonZeroU32::MIN;
+        // Smooth pacing per number (no burst): arrivals at Meta jitter by a few milliseconds, and
+        // Meta's own bucket absorbs that only if we never use its burst ourselves.
+        let per_number =
+            Quota::per_second(NonZeroU32::new(config.mps).unwrap_or(one)).allow_burst(one);
+        // One message of headroom under Meta's pair burst, for the same reason.
+        let pair_burst = NonZeroU32::new(config.pair_burst.saturating_sub(1)).unwrap_or(one);
+        let per_pair = Quota::with_period(Duration::from_millis(config.pair_interval_ms.max(1)))
+            .unwrap_or(Quota::per_second(one))
+            .allow_burst(pair_burst);
+        Self {
+            store: tenants.store().clone(),
+            service,
+            tenants,
+            records,
+            claim_ttl: Duration::from_secs(config.claim_ttl_secs),
+            per_number: DefaultKeyedRateLimiter::keyed(per_number),
+            per_pair: DefaultKeyedRateLimiter::keyed(per_pair),
+        }
+    }
+
+    fn failed(code: Option<i64>, reason: impl Into<String>, receipt_reason: &str) -> SendOutcome {
+        SendOutcome::Failed {
+            code,
+            reason: reason.into(),
+            receipt_reason: receipt_reason.into(),
+        }
+    }
+}
+
+fn unavailable(err: StoreError) -> StageError {
+    StageError::Unavailable(err.to_string())
+}
+
+#[async_trait]
+impl Stage for WhatsAppSink {
+    type Receipt = SendReceipt;
+
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn input(&self) -> Topic {
+        WA_SEND
+    }
+
+    fn output(&self) -> Option<Topic> {
+        Some(WA_SEND_RESULTS)
+    }
+
+    async fn process(
+        &self,
+        envelope: Envelope,
+        cx: &Context,
+    ) -> Result<Outcome<SendReceipt>, StageError> {
+        let Event::WhatsAppSend {
+            phone_number_id,
+            send_key,
+            genesys_message_id,
+            window_open,
+            request,
+        } = &envelope.event
+        else {
+            return Err(StageError::Invalid(format!(
+                "{} event on the send topic",
+                envelope.event.kind()
+            )));
+        };
+        let recipient = request
+            .to
+            .clone()
+            .or_else(|| request.recipient.clone())
+            .ok_or_else(|| StageError::Invalid("send without a recipient".into()))?;
+        let claim_key = format!("claim:{send_key}");
+        let record_key = format!("send:{send_key}");
+        let owner = cx.origin.to_string();
+        let claim = self
+            .store
+            .claim(&claim_key, &owner, self.claim_ttl)
+            .await
+            .map_err(unavailable)?;
+        let outcome = match claim {
+            Claim::Taken => return Ok(Outcome::Discard("duplicate")),
+            Claim::Completed => return Ok(Outcome::Discard("replayed")),
+            Claim::Resumed | Claim::New => {
+                let record = self.store.fields(&record_key).await.map_err(unavailable)?;
+                if let Some(wamid) = record.get("wamid") {
+                    Some((
+                        Some(wamid.clone()),
+                        SendOutcome::Accepted {
+                            message_status: record.get("message_status").cloned(),
+                        },
+                    ))
+                } else if record.get("attempt").is_some_and(|a| a == "1") {
+                    Some((
+                        None,
+                        Self::failed(
+                            None,
+                            "the outcome of the send was lost in a restart; it was not sent again, to avoid a duplicate",
+                            "GeneralError",
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+
+        let (wamid, outcome) = match outcome {
+            Some(known) => known,
+            None if !*window_open && !request.body.is_template() => (
+                None,
+                Self::failed(
+                    None,
+                    "the 24-hour customer service window is closed: only a template can reach this customer now",
+                    "MessageExpired",
+                ),
+            ),
+            None => {
+                let tenant_id = envelope
+                    .tenant
+                    .as_deref()
+                    .ok_or_else(|| StageError::Invalid("send without a tenant".into()))?;
+                let tenant = self
+                    .tenants
+                    .get(tenant_id)
+                    .await
+                    .map_err(|err| StageError::Unavailable(err.to_string()))?
+                    .ok_or_else(|| {
+                        StageError::Unavailable(format!("tenant {tenant_id} disappeared"))
+                    })?;
+                self.per_number.until_key_ready(phone_number_id).await;
+                self.per_pair
+                    .until_key_ready(&(phone_number_id.clone(), recipient.clone()))
+                    .await;
+                self.store
+                    .set_fields(&record_key, &[("attempt", "1")])
+                    .await
+                    .map_err(unavailable)?;
+                match self.service.send(&tenant, phone_number_id, request).await {
+                    Ok(answer) => {
+                        let sent = answer.messages.first().ok_or_else(|| {
+                            StageError::Unavailable("Meta accepted without a message id".into())
+                        })?;
+                        let status = sent
+                            .message_status
+                            .clone()
+                            .unwrap_or_else(|| "accepted".into());
+                        self.store
+                            .set_fields(
+                                &record_key,
+                                &[
+                                    ("wamid", sent.id.as_str()),
+                                    ("message_status", status.as_str()),
+                                ],
+                            )
+                            .await
+                            .map_err(unavailable)?;
+                        let mut fields = vec![
+                            ("conversation", envelope.conversation_key.as_str()),
+                            ("tenant", tenant_id),
+                            ("direction", "outbound"),
+                            ("status", "accepted"),
+                            ("media_type", request.body.kind()),
+                        ];
+                        if let Some(id) = genesys_message_id {
+                            fields.push(("genesys_message_id", id.as_str()));
+                        }
+                        self.records
+                            .track(&sent.id, &fields)
+                            .await
+                            .map_err(unavailable)?;
+                        (
+                            Some(sent.id.clone()),
+                            SendOutcome::Accepted {
+                                message_status: Some(status),
+                            },
+                        )
+                    }
+                    Err(err) => {
+                        let definite = !matches!(
+                            err,
+                            SendError::Unavailable {
+                                maybe_sent: true,
+                                ..
+                            }
+                        );
+                        if definite {
+                            // Meta answered: it did not take the message, a retry is safe.
+                            self.store
+                                .set_fields(&record_key, &[("attempt", "0")])
+                                .await
+                                .map_err(unavailable)?;
+                        }
+                        match err {
+                            SendError::Refused { code, message } => {
+                                (None, Self::failed(code, message, failure_reason(code)))
+                            }
+                            SendError::Throttled { code, after } => {
+                                return Err(StageError::RetryAfter {
+                                    reason: format!("Meta rate limit {code}"),
+                                    after,
+                                });
+                            }
+                            other => return Err(StageError::Unavailable(other.to_string())),
+                        }
+                    }
+                }
+            }
+        };
+        let mut result = Envelope::new(
+            envelope.source,
+            envelope.conversation_key.clone(),
+            envelope.occurred_at,
+            envelope.received_at,
+            envelope.raw,
+            Event::SendResult {
+                phone_number_id: phone_number_id.clone(),
+                send_key: send_key.clone(),
+                genesys_message_id: genesys_message_id.clone(),
+                recipient,
+                wamid,
+                outcome,
+            },
+        );
+        result.tenant = envelope.tenant.clone();
+        Ok(Outcome::Emit(vec![result], SendReceipt(claim_key)))
+    }
+
+    async fn acked(&self, receipt: SendReceipt, cx: &Context) -> Result<(), StageError> {
+        self.store
+            .complete(&receipt.0, &cx.origin.to_string())
+            .await
+            .map_err(unavailable)
+    }
+}
