@@ -1,163 +1,21 @@
 //! The inbound flow end to end: a customer's WhatsApp message, posted by the Meta simulator's
 //! customer driver (signed, retried like Meta), through the real pipeline — tansu, Redis, s3s-fs,
-//! every inbound role in one node — to the Genesys simulator. Assertions are on what Genesys
-//! received and downloaded, what S3 holds and what the state store recorded.
+//! every role in one node — to the Genesys simulator. Assertions are on what Genesys received
+//! and downloaded, what S3 holds and what the state store recorded.
 
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use wabaflow::node::{Node, Role};
-use wabaflow_pipeline::config::ObjectsBackend;
-use wabaflow_pipeline::{Config, Shutdown};
-use wabaflow_schemas::Secret;
 use wabaflow_schemas::genesys::MediaType;
-use wabaflow_schemas::tenant::{GenesysIntegration, Tenant};
 use wabaflow_schemas::topics::WA_INBOUND_UNIQUE;
-use wabaflow_sims::genesys::{Accepted, GenesysSim, GenesysSimConfig};
-use wabaflow_sims::meta::driver::{CustomerDriver, RetryPolicy};
+use wabaflow_sims::genesys::GenesysSimConfig;
 use wabaflow_sims::meta::webhooks::{BusinessNumber, Customer, InboundMessage};
-use wabaflow_sims::meta::{MetaSim, MetaSimConfig};
-use wabaflow_store::RedisStore;
-use wabaflow_store::objects::{ObjectStore, S3Settings, S3Store};
-use wabaflow_store::records::Records;
-use wabaflow_store::tenants::EncryptionKey;
+use wabaflow_store::objects::ObjectStore;
 
-use support::{create_topics, isolated_config};
-
-const WA_TOKEN: &str = "EAAG-integration-token";
-const PHONE_NUMBER_ID: &str = "106540352242922";
-
-struct Rig {
-    node: Node,
-    config: Config,
-    meta: MetaSim,
-    genesys: GenesysSim,
-    driver: CustomerDriver,
-    number: BusinessNumber,
-}
-
-fn s3(config: &Config) -> S3Store {
-    S3Store::new(S3Settings {
-        endpoint: config.objects.s3_endpoint.clone(),
-        region: config.objects.s3_region.clone(),
-        access_key: config.objects.s3_access_key.clone(),
-        secret_key: config.objects.s3_secret_key.clone(),
-        path_style: true,
-        bucket_prefix: config.objects.bucket_prefix.clone(),
-    })
-    .expect("s3 settings")
-}
-
-impl Rig {
-    async fn start(genesys: GenesysSimConfig) -> Rig {
-        let meta = MetaSim::start(MetaSimConfig {
-            listen: ([127, 0, 0, 1], 0).into(),
-            tokens: vec![WA_TOKEN.into()],
-            ..MetaSimConfig::default()
-        })
-        .await
-        .expect("meta sim");
-        let genesys = GenesysSim::start(GenesysSimConfig {
-            listen: ([127, 0, 0, 1], 0).into(),
-            clients: vec![("wabaflow-client".into(), "client-s3cret".into())],
-            integrations: vec!["int-acme".into()],
-            ..genesys
-        })
-        .await
-        .expect("genesys sim");
-
-        let mut config = isolated_config();
-        let suffix = &config.kafka.topic_prefix[1..config.kafka.topic_prefix.len() - 1];
-        config.objects.backend = ObjectsBackend::S3;
-        config.objects.s3_endpoint = std::env::var("WABAFLOW_S3_ENDPOINT")
-            .unwrap_or_else(|_| "http://127.0.0.1:8014".into());
-        config.objects.bucket_prefix = format!("t{suffix}-");
-        config.tenancy.encryption_key = Secret::new(EncryptionKey::generate().to_base64());
-        config.meta.graph_url = meta.base_url();
-        config.archive.batch_max_age_ms = 200;
-        let tenant = Tenant {
-            id: "acme".into(),
-            phone_number_id: PHONE_NUMBER_ID.into(),
-            display_phone_number: Some("15550783881".into()),
-            app_secret: Secret::new("acme-app-secret"),
-            verify_token: Secret::new("acme-verify"),
-            whatsapp_token: Secret::new(WA_TOKEN),
-            genesys: GenesysIntegration {
-                region: genesys.base_url(),
-                integration_id: "int-acme".into(),
-                client_id: "wabaflow-client".into(),
-                client_secret: Secret::new("client-s3cret"),
-                webhook_secret: Secret::new("hook"),
-            },
-        };
-        config.tenants = vec![tenant];
-        create_topics(&config).await;
-        let node = Node::start(&config, &Role::ALL, None, Shutdown::new())
-            .await
-            .expect("node starts");
-        let url = format!(
-            "http://{}/webhooks/meta/acme",
-            node.ingest_addr.expect("ingest role")
-        );
-        let driver = CustomerDriver::new(url, "acme-app-secret", RetryPolicy::default());
-        Rig {
-            node,
-            config,
-            meta,
-            genesys,
-            driver,
-            number: BusinessNumber::new("waba-1", PHONE_NUMBER_ID, "15550783881"),
-        }
-    }
-
-    async fn send(&self, message: &InboundMessage) {
-        let delivery = self.driver.post(&self.number.webhook(message)).await;
-        assert!(delivery.delivered(), "webhook refused: {delivery:?}");
-    }
-
-    async fn records(&self) -> Records {
-        let store =
-            RedisStore::connect(&self.config.store.redis_url, &self.config.store.key_prefix)
-                .await
-                .expect("redis");
-        Records::new(Arc::new(store))
-    }
-
-    async fn stop(self) {
-        self.node.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.node.wait())
-            .await
-            .expect("node stops")
-            .expect("cleanly");
-    }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-fn wamids(accepted: &[Accepted]) -> Vec<String> {
-    accepted
-        .iter()
-        .map(|a| a.message.channel.message_id.clone().expect("messageId"))
-        .collect()
-}
-
-/// Polls `list` until some key appears, bounded.
-async fn wait_for_objects(store: &S3Store, bucket: &str, prefix: &str) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let keys = store.list(bucket, prefix).await.expect("list");
-        if !keys.is_empty() || tokio::time::Instant::now() > deadline {
-            return keys;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::flow::{PHONE_NUMBER_ID, Rig, now, s3, wait_for_objects, wamids};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_text_reaches_the_agent_once_with_sender_time_and_id() {
