@@ -258,3 +258,120 @@ async fn duplicated_and_reordered_statuses_never_move_a_receipt_backwards() {
     assert_eq!(bodies, expected);
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_replies_run_at_the_number_limit_without_a_single_130429() {
+    let rig = Rig::start(GenesysSimConfig::default()).await;
+    let records = rig.records().await;
+    let customers: Vec<String> = (0..500).map(|i| format!("4477009{i:05}")).collect();
+    // The customers wrote earlier today: their windows are open (mapping and Meta agree).
+    for user in &customers {
+        let contact = wabaflow_store::records::InboundContact {
+            tenant: "acme",
+            phone_number_id: PHONE_NUMBER_ID,
+            user,
+            wa_id: Some(user),
+            user_id: None,
+            contact_name: None,
+            at: chrono::Utc::now() - chrono::Duration::hours(1),
+        };
+        records
+            .touch_inbound(&format!("{PHONE_NUMBER_ID}:{user}"), &contact)
+            .await
+            .expect("mapping");
+        rig.meta.customer_wrote(PHONE_NUMBER_ID, user);
+    }
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for round in 0..2 {
+        for user in &customers {
+            let text = format!("reply {round} to {user}");
+            assert!(
+                rig.agent
+                    .post(&rig.agent.text(user, &text))
+                    .await
+                    .accepted()
+            );
+            expected.entry(user.clone()).or_default().push(text);
+        }
+    }
+    let sends = rig
+        .meta
+        .wait_for_sends(1_000, Duration::from_secs(120))
+        .await;
+    assert_eq!(sends.len(), 1_000);
+    let stats = rig.meta.send_stats();
+    assert_eq!(stats.throughput_limited, 0, "{stats:?}");
+    assert_eq!(stats.pair_limited, 0, "{stats:?}");
+
+    // Throughput between the first and the last send, against the simulator's 80/s.
+    let first = sends.first().expect("sends").at;
+    let last = sends.last().expect("sends").at;
+    let rate = 999.0 / last.duration_since(first).as_secs_f64();
+    println!("sink:whatsapp sent {rate:.1} messages/s against a limit of 80/s");
+    assert!(
+        rate >= 72.0 && rate <= 80.0 * 1.02,
+        "{rate:.1}/s is not within 10% of 80/s"
+    );
+
+    let mut got: HashMap<String, Vec<String>> = HashMap::new();
+    for send in &sends {
+        let json = serde_json::to_value(&send.request).expect("json");
+        got.entry(json["to"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(json["text"]["body"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(got, expected, "every reply once, in order per customer");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_replies_to_one_customer_are_paced_under_the_pair_limit() {
+    // The pair limit scaled down (one per 150 ms, bursts of 3) so the test takes seconds.
+    let rig = Rig::start_with(
+        GenesysSimConfig::default(),
+        MetaSimConfig {
+            pair_interval: Duration::from_millis(150),
+            pair_burst: 3.0,
+            ..MetaSimConfig::default()
+        },
+        |config| {
+            config.whatsapp.pair_interval_ms = 150;
+            config.whatsapp.pair_burst = 3;
+        },
+    )
+    .await;
+    let customer = Customer::new("16505550000", "Pat");
+    customer_writes(&rig, &customer, 0).await;
+    let expected: Vec<String> = (0..30).map(|i| format!("step {i}")).collect();
+    for text in &expected {
+        assert!(
+            rig.agent
+                .post(&rig.agent.text(&customer.wa_id, text))
+                .await
+                .accepted()
+        );
+    }
+    let sends = rig.meta.wait_for_sends(30, Duration::from_secs(60)).await;
+    let bodies: Vec<String> = sends
+        .iter()
+        .map(|s| {
+            serde_json::to_value(&s.request).expect("json")["text"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bodies, expected);
+    assert_eq!(
+        rig.meta.send_stats().pair_limited,
+        0,
+        "{:?}",
+        rig.meta.send_stats()
+    );
+    let span = sends[29].at.duration_since(sends[0].at);
+    assert!(
+        span >= Duration::from_millis(150 * 26),
+        "not paced: {span:?}"
+    );
+    rig.stop().await;
+}

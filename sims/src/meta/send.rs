@@ -48,6 +48,8 @@ pub struct AcceptedSend {
     pub request: SendRequest,
     /// For sends by link: HTTP status and hex SHA-256 of what Meta fetched.
     pub fetched: Option<(u16, Option<String>)>,
+    /// When the simulator accepted it.
+    pub at: Instant,
 }
 
 /// Counters of what the send endpoint answered.
@@ -201,6 +203,7 @@ pub(crate) async fn send(
             wamid: id.clone(),
             request: request.clone(),
             fetched,
+            at: Instant::now(),
         });
     }
     state.changed.notify_waiters();

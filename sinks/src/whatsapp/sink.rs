@@ -53,10 +53,11 @@ impl WhatsAppSink {
         config: &WhatsAppConfig,
     ) -> Self {
         let one = NonZeroU32::MIN;
-        // Smooth pacing per number (no burst): arrivals at Meta jitter by a few milliseconds, and
-        // Meta's own bucket absorbs that only if we never use its burst ourselves.
+        // Pacing per number with a tenth of a second of burst: enough to catch up after a slow
+        // call, far below Meta's own bucket (a second's worth), which absorbs arrival jitter.
+        let mps = NonZeroU32::new(config.mps).unwrap_or(one);
         let per_number =
-            Quota::per_second(NonZeroU32::new(config.mps).unwrap_or(one)).allow_burst(one);
+            Quota::per_second(mps).allow_burst(NonZeroU32::new(config.mps / 10).unwrap_or(one));
         // One message of headroom under Meta's pair burst, for the same reason.
         let pair_burst = NonZeroU32::new(config.pair_burst.saturating_sub(1)).unwrap_or(one);
         let per_pair = Quota::with_period(Duration::from_millis(config.pair_interval_ms.max(1)))
