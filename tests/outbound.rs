@@ -375,3 +375,194 @@ async fn thirty_replies_to_one_customer_are_paced_under_the_pair_limit() {
     );
     rig.stop().await;
 }
+
+/// `sink:whatsapp` as its own process, SIGKILLed while it sends 300 replies and restarted: the
+/// customer never receives a message twice, and every send is accounted for — delivered to Meta,
+/// or (at most the one in flight at the kill) reported failed as "not sent again".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothing() {
+    use std::process::Stdio;
+
+    use wabaflow_pipeline::{Producer, Record};
+    use wabaflow_schemas::topics::{WA_SEND, WA_SEND_RESULTS};
+    use wabaflow_schemas::whatsapp::{SendBody, SendRequest, TextBody};
+    use wabaflow_schemas::{ConversationKey, Envelope, Event, SendOutcome, Source};
+    use wabaflow_store::tenants::TenantRegistry;
+
+    const TOTAL: usize = 300;
+    let meta = wabaflow_sims::meta::MetaSim::start(MetaSimConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        throughput_mps: 1_000.0,
+        ..MetaSimConfig::default()
+    })
+    .await
+    .expect("meta sim");
+    let mut config = support::isolated_config();
+    support::create_topics(&config).await;
+    let key = wabaflow_store::tenants::EncryptionKey::generate();
+    let store =
+        wabaflow_store::RedisStore::connect(&config.store.redis_url, &config.store.key_prefix)
+            .await
+            .expect("redis");
+    let registry = TenantRegistry::new(std::sync::Arc::new(store), &key);
+    registry
+        .put(&wabaflow_schemas::tenant::Tenant {
+            id: "acme".into(),
+            phone_number_id: PHONE_NUMBER_ID.into(),
+            display_phone_number: None,
+            app_secret: wabaflow_schemas::Secret::new("a"),
+            verify_token: wabaflow_schemas::Secret::new("v"),
+            whatsapp_token: wabaflow_schemas::Secret::new("t"),
+            genesys: wabaflow_schemas::tenant::GenesysIntegration {
+                region: "mypurecloud.ie".into(),
+                integration_id: "int-acme".into(),
+                client_id: "c".into(),
+                client_secret: wabaflow_schemas::Secret::new("s"),
+                webhook_secret: wabaflow_schemas::Secret::default(),
+            },
+        })
+        .await
+        .expect("tenant");
+    config.kafka.message_timeout_ms = 30_000;
+    let prefix = config.kafka.topic_prefix.clone();
+    let logs = std::env::temp_dir().join(format!("{prefix}whatsapp"));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let spawn = |run: usize| {
+        let log = std::fs::File::create(logs.join(format!("run-{run}.log"))).expect("log file");
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wabaflow"))
+            .args(["run", "--roles", "sink:whatsapp"])
+            .env("WABAFLOW_KAFKA__BROKERS", &config.kafka.brokers)
+            .env("WABAFLOW_KAFKA__TOPIC_PREFIX", &prefix)
+            .env("WABAFLOW_KAFKA__INSTANCE_ID", "whatsapp-0")
+            .env("WABAFLOW_STORE__REDIS_URL", &config.store.redis_url)
+            .env("WABAFLOW_STORE__KEY_PREFIX", &config.store.key_prefix)
+            .env("WABAFLOW_TENANCY__ENCRYPTION_KEY", key.to_base64())
+            .env("WABAFLOW_META__GRAPH_URL", meta.base_url())
+            .env("WABAFLOW_WHATSAPP__MPS", "200")
+            .env("WABAFLOW_ADMIN__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wabaflow starts")
+    };
+
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let topic = WA_SEND.qualified(&prefix);
+    let mut records = Vec::new();
+    for i in 0..TOTAL {
+        let user = format!("3161234{i:04}");
+        let send_key = format!("send:test:{i}");
+        let mut envelope = Envelope::new(
+            Source::Genesys,
+            ConversationKey::conversation(PHONE_NUMBER_ID, &user),
+            None,
+            chrono::Utc::now(),
+            None,
+            Event::WhatsAppSend {
+                phone_number_id: PHONE_NUMBER_ID.into(),
+                send_key: send_key.clone(),
+                genesys_message_id: Some(format!("g{i}")),
+                window_open: true,
+                request: Box::new(SendRequest {
+                    messaging_product: "whatsapp".into(),
+                    recipient_type: Some("individual".into()),
+                    to: Some(user.clone()),
+                    recipient: None,
+                    biz_opaque_callback_data: Some(send_key),
+                    context: None,
+                    body: SendBody::Text {
+                        text: TextBody {
+                            body: format!("reply {i}"),
+                            preview_url: None,
+                        },
+                    },
+                }),
+            },
+        );
+        envelope.tenant = Some("acme".into());
+        records.push(Record::new(
+            &topic,
+            Some(envelope.conversation_key.to_string()),
+            envelope.to_json(),
+        ));
+    }
+    producer.send_all(&records).await.expect("sends produced");
+
+    let mut child = spawn(1);
+    let sent = meta
+        .wait_for_sends(TOTAL / 3, Duration::from_secs(60))
+        .await;
+    assert!(sent.len() >= TOTAL / 3, "the sink never got going");
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    let killed_at = meta.sends().len();
+    let mut child = spawn(2);
+
+    let results = support::TopicReader::new(
+        &WA_SEND_RESULTS.qualified(&prefix),
+        WA_SEND_RESULTS.partitions,
+    );
+    let mut accounted: HashMap<String, SendOutcome> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while accounted.len() < TOTAL && tokio::time::Instant::now() < deadline {
+        let Some(record) = results.next(Duration::from_secs(30)).await else {
+            break;
+        };
+        if let Ok(Envelope {
+            event: Event::SendResult {
+                send_key, outcome, ..
+            },
+            ..
+        }) = Envelope::from_json(&record.payload)
+        {
+            accounted.insert(send_key, outcome);
+        }
+    }
+    child.start_kill().expect("stop");
+    let _ = child.wait().await;
+
+    let sends = meta.sends();
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for send in &sends {
+        *per_key
+            .entry(
+                send.request
+                    .biz_opaque_callback_data
+                    .clone()
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
+    }
+    let doubled: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    assert_eq!(accounted.len(), TOTAL, "every send has a result");
+    let failed: Vec<_> = accounted
+        .iter()
+        .filter(|(_, o)| matches!(o, SendOutcome::Failed { .. }))
+        .collect();
+    assert!(
+        failed.len() <= 1,
+        "only the send in flight at the kill may be unknown: {failed:?}"
+    );
+    for (key, outcome) in &accounted {
+        let copies = per_key.get(key).copied().unwrap_or(0);
+        match outcome {
+            SendOutcome::Accepted { .. } => {
+                assert_eq!(copies, 1, "{key} accepted but sent {copies} times")
+            }
+            // Ambiguous: the request may or may not have reached Meta before the kill; it was
+            // not sent again either way.
+            SendOutcome::Failed { .. } => assert!(copies <= 1, "{key}"),
+        }
+    }
+    assert!(
+        per_key.keys().all(|k| accounted.contains_key(k)),
+        "a send without a result"
+    );
+    println!(
+        "killed after {killed_at} sends; {} sent in all, {} reported as not sent again",
+        sends.len(),
+        failed.len()
+    );
+}
