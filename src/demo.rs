@@ -19,6 +19,7 @@ use wabaflow_pipeline::{Config, Shutdown};
 use wabaflow_schemas::Envelope;
 use wabaflow_schemas::tenant::{GenesysIntegration, Tenant};
 use wabaflow_schemas::topics::{WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
+use wabaflow_sims::genesys::agent::AgentDriver;
 use wabaflow_sims::genesys::{GenesysSim, GenesysSimConfig};
 use wabaflow_sims::meta::{MediaRef, MetaSim, MetaSimConfig};
 use wabaflow_store::MemoryStore;
@@ -161,6 +162,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let report = observe(report, &observer).await;
     let archive = DirStore::new(&objects_dir);
     let report = delivered(report, &genesys, &photo, &*archive).await;
+    // Meta knows the customers wrote; statuses of our sends go to the tenant's webhook URL.
+    meta.customer_wrote("106540352242922", "5215512345678");
+    meta.subscribe("106540352242922", &base, APP_SECRET);
+    let agent = AgentDriver::new(
+        format!("http://{edge}/webhooks/genesys/{TENANT}"),
+        "demo-webhook-secret",
+        INTEGRATION,
+    )
+    .with_retry_delay(Duration::from_millis(200));
+    let report = outbound(report, &genesys, &meta, &agent).await;
 
     println!("\n{} passed, {} failed", report.passed, report.failed.len());
     if args.once {
@@ -177,6 +188,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn batch(photo: &MediaRef) -> Value {
+    let now = chrono::Utc::now().timestamp();
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
@@ -191,8 +203,8 @@ fn batch(photo: &MediaRef) -> Value {
                         { "profile": { "name": "Kwame Mensah" }, "wa_id": "233201234567" }
                     ],
                     "messages": [
-                        { "from": "5215512345678", "id": "wamid.DEMO.1", "timestamp": "1767225600", "type": "text", "text": { "body": "Hola, ¿dónde está mi pedido?" } },
-                        { "from": "233201234567", "id": "wamid.DEMO.2", "timestamp": "1767225601", "type": "image",
+                        { "from": "5215512345678", "id": "wamid.DEMO.1", "timestamp": (now - 60).to_string(), "type": "text", "text": { "body": "Hola, ¿dónde está mi pedido?" } },
+                        { "from": "233201234567", "id": "wamid.DEMO.2", "timestamp": (now - 59).to_string(), "type": "image",
                           "image": { "id": photo.id, "mime_type": photo.mime_type, "sha256": photo.sha256_base64, "caption": "receipt" } }
                     ]
                 }
@@ -201,7 +213,7 @@ fn batch(photo: &MediaRef) -> Value {
                 "value": {
                     "messaging_product": "whatsapp",
                     "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
-                    "statuses": [{ "id": "wamid.DEMO.OUT.1", "status": "delivered", "timestamp": "1767225602", "recipient_id": "5215512345678",
+                    "statuses": [{ "id": "wamid.DEMO.OUT.1", "status": "delivered", "timestamp": (now - 58).to_string(), "recipient_id": "5215512345678",
                                    "pricing": { "billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "service" } }]
                 }
             }]
@@ -464,6 +476,106 @@ async fn delivered(
         format!("{lines} archived requests under {TENANT}/yyyy/mm/dd/hh/"),
     );
     report
+}
+
+/// The agent's side: a text, a document, and a text outside the 24-hour window.
+async fn outbound(
+    mut report: Report,
+    genesys: &GenesysSim,
+    meta: &MetaSim,
+    agent: &AgentDriver,
+) -> Report {
+    println!("9. The agent answers in Genesys; WhatsApp delivers it; the receipts come back");
+    let reply = agent.text("5215512345678", "¡Hola Maria! Tu pedido sale hoy.");
+    let reply_id = reply["id"].as_str().unwrap_or_default().to_owned();
+    let accepted = agent.post(&reply).await.accepted();
+    let receipts = genesys
+        .wait_for_receipts(Duration::from_secs(30), |r| {
+            receipt_statuses(r, &reply_id).contains(&"Read".to_owned())
+        })
+        .await;
+    let statuses = receipt_statuses(&receipts, &reply_id);
+    let sends = meta.sends();
+    let text_send = sends.iter().find(|s| {
+        s.request.body.kind() == "text" && s.request.to.as_deref() == Some("5215512345678")
+    });
+    println!(
+        "     Meta received: {}",
+        text_send.map_or("nothing".into(), |s| format!(
+            "{} to {}",
+            s.request.body.kind(),
+            s.request.to.clone().unwrap_or_default()
+        ))
+    );
+    report.check(
+        accepted && text_send.is_some() && statuses == ["Sent", "Delivered", "Read"],
+        format!(
+            "one text send to the customer; receipts in Genesys: {}",
+            statuses.join(" → ")
+        ),
+    );
+
+    println!(
+        "10. The agent sends a document (Genesys download → S3 media-outbound → WhatsApp by link)"
+    );
+    let pdf: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+    let url = genesys.add_download(pdf.clone(), "application/pdf");
+    let document = agent.attachment(
+        "5215512345678",
+        "File",
+        &url,
+        "application/pdf",
+        "factura.pdf",
+    );
+    let accepted = agent.post(&document).await.accepted();
+    let sends = meta.wait_for_sends(2, Duration::from_secs(30)).await;
+    let fetched = sends
+        .iter()
+        .find(|s| s.request.body.kind() == "document")
+        .and_then(|s| s.fetched.clone())
+        .and_then(|(_, sha)| sha);
+    use sha2::Digest as _;
+    let expected = hex::encode(sha2::Sha256::digest(&pdf));
+    report.check(
+        accepted && fetched.as_deref() == Some(expected.as_str()),
+        "WhatsApp fetched factura.pdf from wabaflow's link: the bytes the agent attached",
+    );
+
+    println!("11. A free-form reply to someone who never wrote (24-hour window closed)");
+    let late = agent.text("15550001111", "Hello?");
+    let late_id = late["id"].as_str().unwrap_or_default().to_owned();
+    agent.post(&late).await;
+    let receipts = genesys
+        .wait_for_receipts(Duration::from_secs(30), |r| {
+            !receipt_statuses(r, &late_id).is_empty()
+        })
+        .await;
+    let reason = receipts
+        .iter()
+        .find(|(_, r)| r["id"] == late_id.as_str())
+        .map(|(_, r)| {
+            r["reasons"][0]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        });
+    report.check(
+        reason.as_deref() == Some("MessageExpired")
+            && !meta
+                .sends()
+                .iter()
+                .any(|s| s.request.to.as_deref() == Some("15550001111")),
+        "nothing sent; Genesys got a Failed receipt (MessageExpired) the agent can act on",
+    );
+    report
+}
+
+fn receipt_statuses(receipts: &[(String, Value)], id: &str) -> Vec<String> {
+    receipts
+        .iter()
+        .filter(|(_, r)| r["id"] == id)
+        .map(|(_, r)| r["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Polls `condition` every 20 ms until it holds or `within` passes.

@@ -601,7 +601,13 @@ async fn demo_once_observes_every_expected_outcome() {
         stdout.contains("✓ Genesys downloaded the photo"),
         "{stdout}"
     );
-    assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "✓ one text send to the customer; receipts in Genesys: Sent → Delivered → Read"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("16 passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains('✗'), "{stdout}");
 }
 
