@@ -129,6 +129,14 @@ impl AgentDriver {
         body
     }
 
+    /// The agent is typing (an `Event`; nothing to deliver to WhatsApp).
+    pub fn typing(&self, to: &str) -> Value {
+        let mut body = self.envelope(to, "Event");
+        body["events"] =
+            json!([{"eventType": "Typing", "typing": {"type": "On", "duration": 5000}}]);
+        body
+    }
+
     /// Posts, signed; retries timeouts, 429 and 5xx up to 5 times.
     pub async fn post(&self, body: &Value) -> Delivery {
         let bytes = body.to_string().into_bytes();

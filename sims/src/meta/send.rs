@@ -104,6 +104,27 @@ pub(crate) async fn send(
     if !state.authorized(&headers) {
         return invalid_token();
     }
+    // Mark as read: `{"messaging_product":"whatsapp","status":"read","message_id":"wamid…"}`.
+    if let Ok(read) = serde_json::from_slice::<Value>(&body)
+        && read.get("status").is_some()
+    {
+        let valid = read["messaging_product"] == "whatsapp"
+            && read["status"] == "read"
+            && read["message_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("wamid."));
+        return if valid {
+            axum::Json(json!({"success": true})).into_response()
+        } else {
+            state.lock().sends.stats.rejected += 1;
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                131009,
+                None,
+                "(#131009) Parameter value is not valid: message_id",
+            )
+        };
+    }
     let request: SendRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => return reject(&state, &format!("(#100) Invalid parameter: {err}")),
@@ -276,6 +297,35 @@ fn validate(request: &SendRequest) -> Result<(), String> {
         SendBody::Template { template } => {
             if template.name.is_empty() || template.language.code.is_empty() {
                 return Err("(#100) Template name and language.code are required.".into());
+            }
+        }
+        SendBody::Interactive { interactive } => {
+            let kind = interactive["type"].as_str().unwrap_or_default();
+            if interactive["body"]["text"]
+                .as_str()
+                .is_none_or(str::is_empty)
+                && kind != "product"
+            {
+                return Err("(#100) Param interactive['body']['text'] is required.".into());
+            }
+            if kind == "button" {
+                let buttons = interactive["action"]["buttons"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                if !(1..=3).contains(&buttons) {
+                    return Err(
+                        "(#131009) Parameter value is not valid: between 1 and 3 reply buttons"
+                            .into(),
+                    );
+                }
+            }
+        }
+        SendBody::Reaction { reaction } => {
+            if reaction["message_id"]
+                .as_str()
+                .is_none_or(|id| !id.starts_with("wamid."))
+            {
+                return Err("(#100) Param reaction['message_id'] is required.".into());
             }
         }
         body => {
