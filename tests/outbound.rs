@@ -16,6 +16,9 @@ use wabaflow_sims::meta::webhooks::Customer;
 use wabaflow_store::objects::ObjectStore;
 
 use support::flow::{PHONE_NUMBER_ID, Rig, now};
+use wabaflow::node::{Node, Role};
+use wabaflow_pipeline::Shutdown;
+use wabaflow_schemas::topics::WA_SEND;
 
 /// The customer writes first (opening the 24-hour window), and the message reaches the agent.
 async fn customer_writes(rig: &Rig, customer: &Customer, already: usize) {
@@ -261,7 +264,19 @@ async fn duplicated_and_reordered_statuses_never_move_a_receipt_backwards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_replies_run_at_the_number_limit_without_a_single_130429() {
-    let rig = Rig::start(GenesysSimConfig::default()).await;
+    // Everything but the sender first: the 1 000 sends queue up in wa.send.v1, so what is measured
+    // is the sender's pacing, not how fast the test machine runs the stages before it.
+    let upstream: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| *r != Role::WhatsApp)
+        .collect();
+    let rig = Rig::start_roles(
+        GenesysSimConfig::default(),
+        MetaSimConfig::default(),
+        &upstream,
+        |_| {},
+    )
+    .await;
     let records = rig.records().await;
     let customers: Vec<String> = (0..500).map(|i| format!("4477009{i:05}")).collect();
     // The customers wrote earlier today: their windows are open (mapping and Meta agree).
@@ -294,11 +309,27 @@ async fn a_thousand_replies_run_at_the_number_limit_without_a_single_130429() {
             expected.entry(user.clone()).or_default().push(text);
         }
     }
+    let queued = support::TopicReader::new(
+        &WA_SEND.qualified(&rig.config.kafka.topic_prefix),
+        WA_SEND.partitions,
+    )
+    .until(Duration::from_secs(60), |r| r.len() >= 1_000)
+    .await;
+    assert_eq!(
+        queued.len(),
+        1_000,
+        "the stages before the sender queued every send"
+    );
+    let sender = Node::start(&rig.config, &[Role::WhatsApp], None, Shutdown::new())
+        .await
+        .expect("sender starts");
     let sends = rig
         .meta
         .wait_for_sends(1_000, Duration::from_secs(120))
         .await;
     assert_eq!(sends.len(), 1_000);
+    sender.shutdown.trigger();
+    sender.wait().await.expect("sender stops");
     let stats = rig.meta.send_stats();
     assert_eq!(stats.throughput_limited, 0, "{stats:?}");
     assert_eq!(stats.pair_limited, 0, "{stats:?}");

@@ -60,6 +60,16 @@ impl Rig {
         meta: MetaSimConfig,
         adjust: impl FnOnce(&mut Config),
     ) -> Rig {
+        Self::start_roles(genesys, meta, &Role::ALL, adjust).await
+    }
+
+    /// Only `roles` run in the rig's node (the ingest role must be one of them).
+    pub async fn start_roles(
+        genesys: GenesysSimConfig,
+        meta: MetaSimConfig,
+        roles: &[Role],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Rig {
         let meta = MetaSim::start(MetaSimConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             tokens: vec![WA_TOKEN.into()],
@@ -103,7 +113,7 @@ impl Rig {
         config.tenants = vec![tenant];
         adjust(&mut config);
         create_topics(&config).await;
-        let node = Node::start(&config, &Role::ALL, None, Shutdown::new())
+        let node = Node::start(&config, roles, None, Shutdown::new())
             .await
             .expect("node starts");
         let url = format!(
