@@ -95,6 +95,22 @@ async fn an_agent_text_reaches_the_customer_once_and_receipts_come_back() {
     );
     assert_eq!(tracking.status.as_deref(), Some("read"));
     assert_eq!(tracking.direction.as_deref(), Some("outbound"));
+    // Both copies of Genesys' webhook are archived raw in webhooks-outbound.
+    let store = support::flow::s3(&rig.config);
+    let keys = support::flow::wait_for_objects(&store, "webhooks-outbound", "acme/").await;
+    let mut archived = 0;
+    for key in keys {
+        let body = store
+            .get("webhooks-outbound", &key)
+            .await
+            .expect("get")
+            .expect("object");
+        archived += String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.contains(&genesys_id))
+            .count();
+    }
+    assert_eq!(archived, 2, "both deliveries of the agent's webhook");
     rig.stop().await;
 }
 
