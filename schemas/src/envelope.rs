@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::billing::UsageRecord;
 use crate::genesys::{InboundMessage, OutboundMessage, Receipt};
 use crate::meta::{Contact, Message, MetaError, Status};
 use crate::whatsapp::SendRequest;
@@ -172,6 +173,8 @@ pub enum Event {
         integration_id: String,
         receipt: Box<Receipt>,
     },
+    /// A metered unit of usage (`billing.usage.v1`).
+    Usage { usage: Box<UsageRecord> },
 }
 
 /// Where an agent's reply goes.
@@ -233,6 +236,10 @@ impl Event {
             Event::GenesysReceipt { receipt, .. } => {
                 Some(format!("genesys:receipt:{}:{}", receipt.id, receipt.status))
             }
+            Event::Usage { usage } => Some(match &usage.conversation_id {
+                Some(conversation) => format!("usage:conversation:{conversation}"),
+                None => format!("usage:message:{}", usage.wamid),
+            }),
             Event::MetaError { .. } | Event::MetaChange { .. } => None,
         }
     }
@@ -249,6 +256,7 @@ impl Event {
             Event::WhatsAppSend { .. } => "whatsapp_send",
             Event::SendResult { .. } => "send_result",
             Event::GenesysReceipt { .. } => "genesys_receipt",
+            Event::Usage { .. } => "usage",
         }
     }
 }

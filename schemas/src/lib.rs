@@ -5,6 +5,7 @@
 //! This crate has no I/O. Stages, sinks and external consumers of the delivery topics all agree on
 //! the types here; a change to a topic's schema bumps its version (`.v2`), never edits `.v1` in place.
 
+pub mod billing;
 pub mod envelope;
 pub mod flex;
 pub mod genesys;

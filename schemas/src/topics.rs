@@ -128,6 +128,15 @@ pub const WA_SEND_RESULTS: Topic = Topic {
     has_dlq: true,
 };
 
+/// One record per metered message (PMP) or conversation (CBP), with its cost.
+pub const BILLING_USAGE: Topic = Topic {
+    name: "billing.usage.v1",
+    key: "conversation key",
+    partitions: CONVERSATION_PARTITIONS,
+    schema: "Envelope v1 (JSON), event kind usage",
+    has_dlq: true,
+};
+
 /// Every registered topic.
 pub const ALL: &[Topic] = &[
     WEBHOOKS_RAW,
@@ -142,6 +151,7 @@ pub const ALL: &[Topic] = &[
     GENESYS_OUTBOUND_ENRICHED,
     WA_SEND,
     WA_SEND_RESULTS,
+    BILLING_USAGE,
 ];
 
 /// Suffix of a topic's dead-letter twin.

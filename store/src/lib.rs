@@ -15,6 +15,7 @@ pub mod records;
 mod redis_store;
 pub mod tenants;
 pub mod tokens;
+pub mod wallet;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -79,6 +80,19 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Sets these fields of the record at `key`, leaving its other fields alone, atomically.
     async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError>;
+
+    /// Adds `delta` to the integer at `counter` unless `marker` exists, and creates `marker`, in
+    /// one atomic step: the same movement (a wallet debit for one message) applies once however
+    /// often it is retried. Returns whether it applied and the counter's value afterwards.
+    async fn add_once(
+        &self,
+        marker: &str,
+        counter: &str,
+        delta: i64,
+    ) -> Result<(bool, i64), StoreError>;
+
+    /// Adds `delta` to the integer at `counter` (0 when absent); returns the new value.
+    async fn add(&self, counter: &str, delta: i64) -> Result<i64, StoreError>;
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn backend(&self) -> &'static str;

@@ -155,6 +155,51 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn add_once(
+        &self,
+        marker: &str,
+        counter: &str,
+        delta: i64,
+    ) -> Result<(bool, i64), StoreError> {
+        Ok(self.with(|inner, now| {
+            let applied = inner.live(marker, now).is_none();
+            if applied {
+                inner.insert(marker, Value::Bytes(b"1".to_vec()), None, now);
+            }
+            let current = inner
+                .live_text(counter, now)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            let value = if applied { current + delta } else { current };
+            if applied {
+                inner.insert(
+                    counter,
+                    Value::Bytes(value.to_string().into_bytes()),
+                    None,
+                    now,
+                );
+            }
+            (applied, value)
+        }))
+    }
+
+    async fn add(&self, counter: &str, delta: i64) -> Result<i64, StoreError> {
+        Ok(self.with(|inner, now| {
+            let value = inner
+                .live_text(counter, now)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                + delta;
+            inner.insert(
+                counter,
+                Value::Bytes(value.to_string().into_bytes()),
+                None,
+                now,
+            );
+            value
+        }))
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }

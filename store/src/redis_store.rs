@@ -24,6 +24,13 @@ if current == ARGV[2] then return 2 end
 return 3
 ";
 
+const ADD_ONCE: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX') then
+  return {1, redis.call('INCRBY', KEYS[2], ARGV[1])}
+end
+return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
+";
+
 const COMPLETE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
@@ -37,6 +44,7 @@ pub struct RedisStore {
     prefix: String,
     claim: Script,
     complete: Script,
+    add_once: Script,
 }
 
 impl RedisStore {
@@ -49,6 +57,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             claim: Script::new(CLAIM),
             complete: Script::new(COMPLETE),
+            add_once: Script::new(ADD_ONCE),
         })
     }
 
@@ -139,6 +148,31 @@ impl StateStore for RedisStore {
         self.connection
             .clone()
             .hset_multiple::<_, _, _, ()>(self.key(key), fields)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn add_once(
+        &self,
+        marker: &str,
+        counter: &str,
+        delta: i64,
+    ) -> Result<(bool, i64), StoreError> {
+        let (applied, value): (i64, i64) = self
+            .add_once
+            .key(self.key(marker))
+            .key(self.key(counter))
+            .arg(delta)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((applied == 1, value))
+    }
+
+    async fn add(&self, counter: &str, delta: i64) -> Result<i64, StoreError> {
+        self.connection
+            .clone()
+            .incr(self.key(counter), delta)
             .await
             .map_err(unavailable)
     }

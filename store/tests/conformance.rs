@@ -136,7 +136,34 @@ async fn values_and_records(store: &dyn StateStore) {
     assert_eq!(fields["genesys_conversation_id"], "c1");
 }
 
+async fn counters_move_once_per_marker(store: &dyn StateStore) {
+    let id = uuid::Uuid::now_v7();
+    let balance = format!("wallet:{id}:balance");
+    assert_eq!(
+        store.add(&balance, 5_000_000).await.expect("add"),
+        5_000_000
+    );
+    let debit = |reference: &'static str| {
+        let marker = format!("wallet:{id}:entry:{reference}");
+        let balance = balance.clone();
+        async move {
+            store
+                .add_once(&marker, &balance, -62_500)
+                .await
+                .expect("add once")
+        }
+    };
+    assert_eq!(debit("wamid.A").await, (true, 4_937_500));
+    assert_eq!(
+        debit("wamid.A").await,
+        (false, 4_937_500),
+        "a repeat applies nothing"
+    );
+    assert_eq!(debit("wamid.B").await, (true, 4_875_000));
+}
+
 async fn suite(store: Arc<dyn StateStore>) {
+    counters_move_once_per_marker(&*store).await;
     values_and_records(&*store).await;
     claim_protocol(&*store).await;
     claims_expire(&*store).await;
