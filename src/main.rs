@@ -44,11 +44,28 @@ enum Command {
         #[command(subcommand)]
         which: sim::SimCommand,
     },
+    /// A tenant's prepaid wallet: top it up, read the balance and the ledger.
+    Wallet {
+        #[command(subcommand)]
+        action: WalletAction,
+    },
     /// Register and inspect tenants (credentials are sealed with tenancy.encryption_key).
     Tenants {
         #[command(subcommand)]
         action: TenantsAction,
     },
+}
+
+#[derive(Subcommand)]
+enum WalletAction {
+    /// Credit AMOUNT (a decimal, in the price book's currency) under REFERENCE (applies once).
+    Credit {
+        tenant: String,
+        amount: String,
+        reference: String,
+    },
+    /// The balance and every ledger entry.
+    Show { tenant: String },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +96,50 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Sim { which } => sim::run(which).await,
+        Command::Wallet { action } => {
+            let config = load(cli.config)?;
+            let wallets =
+                wabaflow_store::wallet::Wallets::new(wabaflow::node::open_store(&config).await?);
+            match action {
+                WalletAction::Credit {
+                    tenant,
+                    amount,
+                    reference,
+                } => {
+                    let micros = wabaflow_stages::meter::price_book::micros(&amount)
+                        .with_context(|| format!("{amount:?} is not an amount"))?;
+                    let movement = wallets.credit(&tenant, &reference, micros).await?;
+                    println!(
+                        "{}\tbalance {}",
+                        if movement.applied {
+                            "credited"
+                        } else {
+                            "already applied"
+                        },
+                        wabaflow::node::format_micros(movement.balance_micros)
+                    );
+                }
+                WalletAction::Show { tenant } => {
+                    let balance = wallets.balance(&tenant).await?;
+                    println!(
+                        "balance\t{}{}",
+                        wabaflow::node::format_micros(balance),
+                        if balance < 0 { "\t(negative)" } else { "" }
+                    );
+                    for entry in wallets.ledger(&tenant).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            entry.at,
+                            entry.kind,
+                            wabaflow::node::format_micros(entry.amount_micros),
+                            wabaflow::node::format_micros(entry.balance_micros),
+                            entry.reference
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Tenants { action } => {
             let config = load(cli.config)?;
             let registry = wabaflow::node::open_tenants(&config).await?;

@@ -2,6 +2,7 @@
 //!
 //! Roles: `ingest` (the Meta and Genesys edges), `stage:dedupe`, `stage:map`, `stage:media`,
 //! `stage:transform` (each runs the inbound and the outbound direction), `stage:receipts`,
+//! `stage:meter`,
 //! `sink:genesys`, `sink:whatsapp`, `sink:archive`. Every node also serves `/metrics`,
 //! `/healthz` and `/readyz` on `admin.listen` — and, with the `dir` object backend, the signed
 //! object links under `/objects/`. The first role that fails stops the node.
@@ -28,7 +29,10 @@ use wabaflow_schemas::tenant::Tenant;
 use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
 use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink, WhatsAppService, WhatsAppSink};
 use wabaflow_stages::media::{MEDIA_INBOUND_BUCKET, MEDIA_OUTBOUND_BUCKET};
-use wabaflow_stages::{DedupeStage, MapStage, MediaStage, ReceiptStage, TransformStage};
+use wabaflow_stages::meter::PriceBook;
+use wabaflow_stages::{
+    DedupeStage, MapStage, MediaStage, MeterStage, ReceiptStage, TransformStage,
+};
 use wabaflow_store::objects::{DirStore, ObjectStore, S3Settings, S3Store};
 use wabaflow_store::records::Records;
 use wabaflow_store::tenants::{EncryptionKey, TenantRegistry};
@@ -43,19 +47,21 @@ pub enum Role {
     Media,
     Transform,
     Receipts,
+    Meter,
     Genesys,
     WhatsApp,
     Archive,
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Ingest,
         Role::Dedupe,
         Role::Map,
         Role::Media,
         Role::Transform,
         Role::Receipts,
+        Role::Meter,
         Role::Genesys,
         Role::WhatsApp,
         Role::Archive,
@@ -75,6 +81,7 @@ impl Role {
             Role::Media => "stage:media",
             Role::Transform => "stage:transform",
             Role::Receipts => "stage:receipts",
+            Role::Meter => "stage:meter",
             Role::Genesys => "sink:genesys",
             Role::WhatsApp => "sink:whatsapp",
             Role::Archive => "sink:archive",
@@ -274,6 +281,17 @@ impl Node {
                     let stage = TransformStage::outbound(registry()?, records.clone());
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
                 }
+                Role::Meter => {
+                    let prices = if config.meter.price_book.is_empty() {
+                        PriceBook::sample()
+                    } else {
+                        let text = std::fs::read_to_string(&config.meter.price_book)
+                            .with_context(|| format!("reading {}", config.meter.price_book))?;
+                        PriceBook::parse(&text).context("meter.price_book")?
+                    };
+                    let stage = MeterStage::new(store.clone(), prices);
+                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                }
                 Role::Receipts => {
                     let stage = ReceiptStage::new(registry()?);
                     tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
@@ -360,7 +378,15 @@ fn run_stage<S: Stage>(
     Box::pin(async move { runner.run(shutdown).await.context(name) })
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+/// 12 500 000 micro-units → `"12.500000"`.
+pub fn format_micros(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let micros = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// The configured state store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(match config.store.backend {
         StoreBackend::Memory => Arc::new(MemoryStore::new()),
         StoreBackend::Redis => Arc::new(

@@ -210,6 +210,28 @@ async fn outside_the_window_text_fails_with_a_reason_and_a_template_is_sent() {
         request["template"]["components"][0]["parameters"][0]["text"],
         "4711"
     );
+    // The template is billable (utility, outside the window): the meter prices its status from
+    // the sample price book (utility, any market: 0.0040) and debits acme's wallet once.
+    let store = wabaflow_store::RedisStore::connect(
+        &rig.config.store.redis_url,
+        &rig.config.store.key_prefix,
+    )
+    .await
+    .expect("redis");
+    let wallets = wabaflow_store::wallet::Wallets::new(std::sync::Arc::new(store));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while wallets.balance("acme").await.expect("balance") == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wallets.balance("acme").await.expect("balance"), -4_000);
+    let ledger = wallets.ledger("acme").await.expect("ledger");
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger[0].reference,
+        format!("meter:message:{}", sends[0].wamid)
+    );
     rig.stop().await;
 }
 

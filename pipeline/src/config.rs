@@ -28,6 +28,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub genesys: GenesysConfig,
     pub whatsapp: WhatsAppConfig,
+    pub meter: MeterConfig,
     pub archive: ArchiveConfig,
 }
 
@@ -310,6 +311,13 @@ impl Default for WhatsAppConfig {
             claim_ttl_secs: 30 * 24 * 3600,
         }
     }
+}
+
+/// `stage:meter`: the price book (empty: the sample book `config/price-book.toml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MeterConfig {
+    pub price_book: String,
 }
 
 /// `sink:archive`: raw webhook bodies to S3, one object per batch.

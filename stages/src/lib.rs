@@ -11,15 +11,18 @@
 //! The outbound chain runs the same stages the other way (`*-outbound`): dedupe on the Genesys
 //! message id, map (tenant, customer, 24-hour window), media (Genesys → S3), transform (→ Cloud API
 //! send requests on `wa.send.v1`); [`receipts`] turns failed sends into Failed receipts.
+//! [`meter`] prices the statuses' pricing objects onto `billing.usage.v1` and debits wallets.
 
 pub mod dedupe;
 pub mod map;
 pub mod media;
+pub mod meter;
 pub mod receipts;
 pub mod transform;
 
 pub use dedupe::DedupeStage;
 pub use map::MapStage;
 pub use media::MediaStage;
+pub use meter::MeterStage;
 pub use receipts::ReceiptStage;
 pub use transform::TransformStage;
