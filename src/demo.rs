@@ -140,9 +140,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         Shutdown::new().on_signals()
     };
+    // ClickHouse is used when configured; the demo runs without it.
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| *r != Role::ClickHouse)
+        .collect();
     let node = Node::start(
         &config,
-        &Role::ALL,
+        &roles,
         Some(std::sync::Arc::new(MemoryStore::new())),
         shutdown.clone(),
     )

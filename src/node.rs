@@ -2,7 +2,7 @@
 //!
 //! Roles: `ingest` (the Meta and Genesys edges), `stage:dedupe`, `stage:map`, `stage:media`,
 //! `stage:transform` (each runs the inbound and the outbound direction), `stage:receipts`,
-//! `stage:meter`,
+//! `stage:meter`, `sink:clickhouse`,
 //! `sink:genesys`, `sink:whatsapp`, `sink:archive`. Every node also serves `/metrics`,
 //! `/healthz` and `/readyz` on `admin.listen` — and, with the `dir` object backend, the signed
 //! object links under `/objects/`. The first role that fails stops the node.
@@ -27,6 +27,7 @@ use wabaflow_pipeline::telemetry::{Health, admin_router};
 use wabaflow_pipeline::{BatchLimits, BatchRunner, Config, Producer, Shutdown, Stage, StageRunner};
 use wabaflow_schemas::tenant::Tenant;
 use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
+use wabaflow_sinks::clickhouse::{ClickHouseClient, ClickHouseSink, Feed};
 use wabaflow_sinks::{ArchiveSink, GenesysService, GenesysSink, WhatsAppService, WhatsAppSink};
 use wabaflow_stages::media::{MEDIA_INBOUND_BUCKET, MEDIA_OUTBOUND_BUCKET};
 use wabaflow_stages::meter::PriceBook;
@@ -50,11 +51,12 @@ pub enum Role {
     Meter,
     Genesys,
     WhatsApp,
+    ClickHouse,
     Archive,
 }
 
 impl Role {
-    pub const ALL: [Role; 10] = [
+    pub const ALL: [Role; 11] = [
         Role::Ingest,
         Role::Dedupe,
         Role::Map,
@@ -64,6 +66,7 @@ impl Role {
         Role::Meter,
         Role::Genesys,
         Role::WhatsApp,
+        Role::ClickHouse,
         Role::Archive,
     ];
 
@@ -84,6 +87,7 @@ impl Role {
             Role::Meter => "stage:meter",
             Role::Genesys => "sink:genesys",
             Role::WhatsApp => "sink:whatsapp",
+            Role::ClickHouse => "sink:clickhouse",
             Role::Archive => "sink:archive",
         }
     }
@@ -307,6 +311,27 @@ impl Node {
                     let service = GenesysService::new(registry()?, &config.genesys)?;
                     let sink = GenesysSink::new(service, registry()?, records.clone());
                     tasks.spawn(run_stage(sink, config, &producer, &health, stop, name));
+                }
+                Role::ClickHouse => {
+                    let client = ClickHouseClient::new(&config.clickhouse)?;
+                    let applied = client.migrate().await.with_context(|| {
+                        format!("migrating ClickHouse at {}", config.clickhouse.url)
+                    })?;
+                    info!(
+                        ?applied,
+                        database = client.database(),
+                        "ClickHouse schema up to date"
+                    );
+                    let limits = BatchLimits {
+                        max_records: config.clickhouse.batch_max_rows.max(1),
+                        max_age: Duration::from_millis(config.clickhouse.batch_max_age_ms),
+                    };
+                    for feed in Feed::ALL {
+                        let sink = ClickHouseSink::new(client.clone(), feed);
+                        let runner = BatchRunner::new(sink, &config.kafka, limits, health.clone());
+                        let stop = stop.clone();
+                        tasks.spawn(async move { runner.run(stop).await.context(name) });
+                    }
                 }
                 Role::Archive => {
                     let objects = objects.clone().context("object store")?;

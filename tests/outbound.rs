@@ -111,6 +111,35 @@ async fn an_agent_text_reaches_the_customer_once_and_receipts_come_back() {
             .count();
     }
     assert_eq!(archived, 2, "both deliveries of the agent's webhook");
+
+    // Analytics: both directions and the three statuses reached ClickHouse, once each.
+    let clickhouse =
+        wabaflow_sinks::clickhouse::ClickHouseClient::new(&rig.config.clickhouse).expect("client");
+    let db = rig.config.clickhouse.database.clone();
+    let query = format!(
+        "SELECT (SELECT uniqExact(event_id) FROM {db}.message_events WHERE direction = 'inbound'), \
+                (SELECT uniqExact(event_id) FROM {db}.message_events WHERE direction = 'outbound'), \
+                (SELECT uniqExact(event_id) FROM {db}.status_events WHERE wamid = '{}')",
+        sends[0].wamid
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut counts = String::new();
+    while tokio::time::Instant::now() < deadline {
+        counts = clickhouse
+            .query(&query)
+            .await
+            .expect("query")
+            .trim()
+            .to_owned();
+        if counts == "1\t1\t3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        counts, "1\t1\t3",
+        "inbound, outbound, statuses of the reply"
+    );
     rig.stop().await;
 }
 

@@ -29,6 +29,7 @@ pub struct Config {
     pub genesys: GenesysConfig,
     pub whatsapp: WhatsAppConfig,
     pub meter: MeterConfig,
+    pub clickhouse: ClickHouseConfig,
     pub archive: ArchiveConfig,
 }
 
@@ -318,6 +319,34 @@ impl Default for WhatsAppConfig {
 #[serde(default)]
 pub struct MeterConfig {
     pub price_book: String,
+}
+
+/// `sink:clickhouse`: analytics tables, written in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    pub timeout_ms: u64,
+    pub batch_max_rows: usize,
+    pub batch_max_age_ms: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "wabaflow".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            timeout_ms: 30_000,
+            batch_max_rows: 10_000,
+            batch_max_age_ms: 1_000,
+        }
+    }
 }
 
 /// `sink:archive`: raw webhook bodies to S3, one object per batch.

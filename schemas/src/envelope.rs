@@ -164,6 +164,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         genesys_message_id: Option<String>,
         recipient: String,
+        /// The send's `type` (`text`, `template`, `document`, …).
+        #[serde(default)]
+        message_type: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wamid: Option<String>,
         outcome: SendOutcome,

@@ -38,6 +38,9 @@ pub fn isolated_config() -> Config {
     config.ingest.meta.app_secret = Secret::new(APP_SECRET);
     config.ingest.listen = ([127, 0, 0, 1], 0).into();
     config.admin.listen = ([127, 0, 0, 1], 0).into();
+    config.clickhouse.url =
+        std::env::var("WABAFLOW_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    config.clickhouse.database = format!("t{}", &id[id.len() - 12..]);
     config
 }
 

@@ -274,6 +274,7 @@ impl Stage for WhatsAppSink {
                 send_key: send_key.clone(),
                 genesys_message_id: genesys_message_id.clone(),
                 recipient,
+                message_type: request.body.kind().to_owned(),
                 wamid,
                 outcome,
             },

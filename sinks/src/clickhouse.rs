@@ -1,0 +1,8 @@
+//! The ClickHouse sink: [`ClickHouseClient`] (HTTP interface, migrations) and [`ClickHouseSink`]
+//! (the batch feeds from the event topics into the analytics tables).
+
+mod service;
+mod sink;
+
+pub use service::{ClickHouseClient, ClickHouseError, MIGRATIONS};
+pub use sink::{ClickHouseSink, Feed};

@@ -1,0 +1,164 @@
+//! The ClickHouse client: the HTTP interface (port 8123), `JSONEachRow` inserts, and the
+//! versioned migrations in `migrations/` applied at start.
+//!
+//! Everything here runs on ClickHouse 18.16 (what the test machine has) and on a current server
+//! (docker compose): no `DateTime64`, `Map`, `Bool`, `TTL` or codecs in the base schema.
+//! Migrations are numbered files; `{db}` is the configured database. Applied versions are
+//! recorded in `{db}.schema_migrations`, so a restart applies only what is new.
+//!
+//! | answer | meaning | what the sink does |
+//! |---|---|---|
+//! | 200 | written | store the batch's offsets |
+//! | no answer, 5xx | ClickHouse unavailable | stop reading, retry with backoff: nothing is lost |
+//! | other 4xx | our rows or DDL are wrong | stop the sink (a bug to fix, not data to drop) |
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wabaflow_pipeline::config::ClickHouseConfig;
+
+/// The migrations, in order.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "events", include_str!("migrations/0001_events.sql")),
+    (2, "rollups", include_str!("migrations/0002_rollups.sql")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClickHouseError {
+    #[error("ClickHouse unavailable: {0}")]
+    Unavailable(String),
+    #[error("ClickHouse refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+}
+
+#[derive(Clone)]
+pub struct ClickHouseClient {
+    http: reqwest::Client,
+    url: String,
+    database: String,
+    user: String,
+    password: String,
+}
+
+impl ClickHouseClient {
+    pub fn new(config: &ClickHouseConfig) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(config.timeout_ms))
+                .build()?,
+            url: config.url.trim_end_matches('/').to_owned(),
+            database: config.database.clone(),
+            user: config.user.clone(),
+            password: config.password.expose().to_owned(),
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Runs `sql`; the response body (TabSeparated unless the query names a format).
+    pub async fn query(&self, sql: &str) -> Result<String, ClickHouseError> {
+        self.post(sql.to_owned().into_bytes(), None).await
+    }
+
+    /// Inserts `rows` (JSON objects) into `table` of the database, in one request.
+    pub async fn insert(&self, table: &str, rows: &[Value]) -> Result<(), ClickHouseError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::with_capacity(rows.len() * 256);
+        for row in rows {
+            body.extend_from_slice(row.to_string().as_bytes());
+            body.push(b'\n');
+        }
+        let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
+        self.post(body, Some(&query)).await.map(|_| ())
+    }
+
+    async fn post(&self, body: Vec<u8>, query: Option<&str>) -> Result<String, ClickHouseError> {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("X-ClickHouse-User", &self.user)
+            .body(body);
+        if !self.password.is_empty() {
+            request = request.header("X-ClickHouse-Key", &self.password);
+        }
+        if let Some(query) = query {
+            request = request.query(&[("query", query)]);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
+        if status.is_success() {
+            Ok(text)
+        } else if status.is_server_error() {
+            Err(ClickHouseError::Unavailable(format!(
+                "{status}: {}",
+                text.chars().take(300).collect::<String>()
+            )))
+        } else {
+            Err(ClickHouseError::Refused {
+                status: status.as_u16(),
+                message: text.chars().take(500).collect(),
+            })
+        }
+    }
+
+    /// `(major, minor)` of the server.
+    pub async fn version(&self) -> Result<(u32, u32), ClickHouseError> {
+        let text = self.query("SELECT version()").await?;
+        let mut parts = text
+            .trim()
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+
+    /// Creates the database and applies the migrations not applied yet; returns those applied.
+    pub async fn migrate(&self) -> Result<Vec<u32>, ClickHouseError> {
+        let db = &self.database;
+        self.query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .await?;
+        self.query(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version"
+        ))
+        .await?;
+        let applied = self
+            .query(&format!("SELECT version FROM {db}.schema_migrations"))
+            .await?;
+        let applied: Vec<u32> = applied
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let mut done = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            for statement in sql.replace("{db}", db).split(';') {
+                let statement = statement
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if !statement.trim().is_empty() {
+                    self.query(&statement).await?;
+                }
+            }
+            self.query(&format!(
+                "INSERT INTO {db}.schema_migrations (version, name, applied_at) VALUES ({version}, '{name}', now())"
+            ))
+            .await?;
+            done.push(*version);
+        }
+        Ok(done)
+    }
+}
