@@ -40,7 +40,7 @@ fn message(i: u32) -> Envelope {
         .expect("time");
     let message = serde_json::from_value(json!({
         "from": "5511987654321", "id": format!("wamid.CH{i}"), "timestamp": at.timestamp().to_string(),
-        "type": if i % 2 == 0 { "text" } else { "image" },
+        "type": if i.is_multiple_of(2) { "text" } else { "image" },
     }))
     .expect("message");
     let mut envelope = Envelope::new(
