@@ -44,6 +44,8 @@ install() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   [[ -x /usr/bin/clickhouse-server || -x /usr/sbin/clickhouse-server ]] || missing+=(clickhouse-server clickhouse-client)
+  # promtool checks the dashboards' Prometheus expressions.
+  command -v promtool >/dev/null || missing+=(prometheus)
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
   if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     # The default features build a broker that discards records: dynostore is required (INFRA.md).

@@ -135,6 +135,42 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
+impl Metrics {
+    /// The name of every metric this binary exports (whether or not it has samples yet): what
+    /// dashboards and alerts may refer to.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let counters = [
+            &self.stage_consumed,
+            &self.stage_emitted,
+            &self.stage_discarded,
+            &self.stage_dead_lettered,
+            &self.stage_retries,
+            &self.stage_backpressure_waits,
+            &self.stage_backpressure,
+            &self.edge_requests,
+            &self.edge_events,
+            &self.edge_rejected,
+            &self.sink_requests,
+            &self.batch_flushes,
+            &self.batch_records,
+        ];
+        let histograms = [&self.edge_request_seconds, &self.sink_request_seconds];
+        let mut names: Vec<String> = counters
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        for histogram in histograms {
+            for desc in histogram.desc() {
+                for suffix in ["", "_bucket", "_sum", "_count"] {
+                    names.push(format!("{}{suffix}", desc.fq_name));
+                }
+            }
+        }
+        names
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_level`, e.g. `info`).
 pub fn init_tracing(default_level: &str) {
     let filter =
