@@ -73,7 +73,10 @@ impl Role {
     /// Roles that cannot work without tenants (and therefore `tenancy.encryption_key`). The edge
     /// can: without tenants it serves only `/webhooks/meta` with the configured app secret.
     fn needs_tenants(self) -> bool {
-        !matches!(self, Role::Ingest | Role::Dedupe | Role::Archive)
+        !matches!(
+            self,
+            Role::Ingest | Role::Dedupe | Role::Archive | Role::Meter | Role::ClickHouse
+        )
     }
 
     fn name(self) -> &'static str {
