@@ -602,9 +602,11 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
         WA_SEND_RESULTS.partitions,
     );
     let mut accounted: HashMap<String, SendOutcome> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    // Generous bounds: the restarted process rejoins the group and works through the rest while
+    // the other test of this binary competes for the two cores.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     while accounted.len() < TOTAL && tokio::time::Instant::now() < deadline {
-        let Some(record) = results.next(Duration::from_secs(30)).await else {
+        let Some(record) = results.next(Duration::from_secs(90)).await else {
             break;
         };
         if let Ok(Envelope {
@@ -634,7 +636,16 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
     }
     let doubled: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "sent twice: {doubled:?}");
-    assert_eq!(accounted.len(), TOTAL, "every send has a result");
+    let missing: Vec<String> = (0..TOTAL)
+        .map(|i| format!("send:test:{i}"))
+        .filter(|k| !accounted.contains_key(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "every send has a result; missing {missing:?} ({} of them sent to Meta); logs in {}",
+        missing.iter().filter(|k| per_key.contains_key(*k)).count(),
+        logs.display()
+    );
     let failed: Vec<_> = accounted
         .iter()
         .filter(|(_, o)| matches!(o, SendOutcome::Failed { .. }))
