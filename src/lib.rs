@@ -3,4 +3,5 @@
 
 pub mod demo;
 pub mod node;
+pub mod recompute;
 pub mod sim;

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         which: sim::SimCommand,
     },
+    /// Billing: price a past period again from the metered events in ClickHouse.
+    Meter {
+        #[command(subcommand)]
+        action: MeterAction,
+    },
     /// A tenant's prepaid wallet: top it up, read the balance and the ledger.
     Wallet {
         #[command(subcommand)]
@@ -53,6 +58,18 @@ enum Command {
     Tenants {
         #[command(subcommand)]
         action: TenantsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MeterAction {
+    /// Cost per tenant, day, category and country between FROM and TO (inclusive), as billed
+    /// and as the price book (meter.price_book, or --price-book) prices it now.
+    Recompute {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        #[arg(long)]
+        price_book: Option<PathBuf>,
     },
 }
 
@@ -96,6 +113,53 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Sim { which } => sim::run(which).await,
+        Command::Meter {
+            action:
+                MeterAction::Recompute {
+                    from,
+                    to,
+                    price_book,
+                },
+        } => {
+            let config = load(cli.config)?;
+            let path = price_book
+                .map(|p| p.display().to_string())
+                .unwrap_or(config.meter.price_book.clone());
+            let book = if path.is_empty() {
+                wabaflow_stages::meter::PriceBook::sample()
+            } else {
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                wabaflow_stages::meter::PriceBook::parse(&text).context("the price book")?
+            };
+            let clickhouse = wabaflow_sinks::clickhouse::ClickHouseClient::new(&config.clickhouse)?;
+            let lines = wabaflow::recompute::recompute(&clickhouse, &book, from, to).await?;
+            println!(
+                "tenant\tday\tcategory\tcountry\tunits\tbilled\trecomputed ({})",
+                book.currency
+            );
+            let (mut billed, mut recomputed) = (0, 0);
+            for line in &lines {
+                billed += line.billed_micros;
+                recomputed += line.recomputed_micros;
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    line.tenant,
+                    line.day,
+                    line.category,
+                    line.country,
+                    line.units,
+                    wabaflow::node::format_micros(line.billed_micros),
+                    wabaflow::node::format_micros(line.recomputed_micros)
+                );
+            }
+            println!(
+                "total\t\t\t\t\t{}\t{}",
+                wabaflow::node::format_micros(billed),
+                wabaflow::node::format_micros(recomputed)
+            );
+            Ok(())
+        }
         Command::Wallet { action } => {
             let config = load(cli.config)?;
             let wallets =

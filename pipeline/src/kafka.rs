@@ -42,6 +42,8 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, stage: &str) -> Clie
         .set("session.timeout.ms", "10000")
         // The prefetch buffer per consumer: when a runner stops polling (its in-flight window is
         // full, or it is retrying an unavailable service), fetching stops once this is full.
-        .set("queued.max.messages.kbytes", "16384");
+        .set("queued.max.messages.kbytes", "16384")
+        // Statistics every 5 s feed `wabaflow_stage_lag_records` (consumer lag per stage).
+        .set("statistics.interval.ms", "5000");
     config
 }

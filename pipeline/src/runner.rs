@@ -390,7 +390,22 @@ impl RunnerContext {
     }
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    /// librdkafka's statistics: the consumer lag of every partition this consumer owns.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        metrics()
+            .stage_lag
+            .with_label_values(&[self.stage])
+            .set(lag);
+    }
+}
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(

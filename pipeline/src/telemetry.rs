@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::{
-    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
-    register_int_counter_vec,
+    Encoder, HistogramVec, IntCounterVec, IntGaugeVec, TextEncoder, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge_vec,
 };
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
@@ -36,6 +36,7 @@ pub struct Metrics {
     pub sink_request_seconds: HistogramVec,
     pub batch_flushes: IntCounterVec,
     pub batch_records: IntCounterVec,
+    pub stage_lag: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -128,6 +129,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Records written by a batch sink.",
             &["sink"],
         ),
+        stage_lag: register_int_gauge_vec!(
+            "wabaflow_stage_lag_records",
+            "Records behind the end of the input partitions this process consumes (librdkafka statistics, every 5 s).",
+            &["stage"]
+        )
+        .expect("metric names are unique"),
     }
 });
 
@@ -156,9 +163,15 @@ impl Metrics {
             &self.batch_records,
         ];
         let histograms = [&self.edge_request_seconds, &self.sink_request_seconds];
+        let gauges = [&self.stage_lag];
         let mut names: Vec<String> = counters
             .iter()
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .chain(
+                gauges
+                    .iter()
+                    .flat_map(|g| g.desc().into_iter().map(|d| d.fq_name.clone())),
+            )
             .collect();
         for histogram in histograms {
             for desc in histogram.desc() {

@@ -3,7 +3,8 @@
 //!
 //! Everything here runs on ClickHouse 18.16 (what the test machine has) and on a current server
 //! (docker compose): no `DateTime64`, `Map`, `Bool`, `TTL` or codecs in the base schema.
-//! Migrations are numbered files; `{db}` is the configured database. Applied versions are
+//! Migrations are numbered files; `{db}` is the configured database. [`MODERN`] statements (TTL)
+//! are added on servers that know them. Applied versions are
 //! recorded in `{db}.schema_migrations`, so a restart applies only what is new.
 //!
 //! | answer | meaning | what the sink does |
@@ -22,6 +23,29 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "events", include_str!("migrations/0001_events.sql")),
     (2, "rollups", include_str!("migrations/0002_rollups.sql")),
 ];
+
+/// Improvements only newer servers understand, applied at every start when `version()` allows
+/// (idempotent): (minimum major version, statement). Raw events are kept 400 days; the rollups,
+/// which the dashboards read for long ranges, are kept.
+pub const MODERN: &[(u32, &str)] = &[
+    (
+        20,
+        "ALTER TABLE {db}.message_events MODIFY TTL day + INTERVAL 400 DAY",
+    ),
+    (
+        20,
+        "ALTER TABLE {db}.status_events MODIFY TTL day + INTERVAL 400 DAY",
+    ),
+];
+
+/// The modern-only statements for a server of `major` version.
+pub fn modern_statements(major: u32, database: &str) -> Vec<String> {
+    MODERN
+        .iter()
+        .filter(|(min, _)| major >= *min)
+        .map(|(_, sql)| sql.replace("{db}", database))
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClickHouseError {
@@ -159,6 +183,23 @@ impl ClickHouseClient {
             .await?;
             done.push(*version);
         }
+        let (major, _) = self.version().await?;
+        for statement in modern_statements(major, db) {
+            self.query(&statement).await?;
+        }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modern_statements_wait_for_a_server_that_knows_them() {
+        assert!(modern_statements(18, "w").is_empty(), "18.16 has no TTL");
+        let modern = modern_statements(24, "w");
+        assert_eq!(modern.len(), MODERN.len());
+        assert!(modern[0].starts_with("ALTER TABLE w.message_events MODIFY TTL"));
     }
 }
