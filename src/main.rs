@@ -172,7 +172,8 @@ async fn main() -> anyhow::Result<()> {
                 } => {
                     let micros = wabaflow_stages::meter::price_book::micros(&amount)
                         .with_context(|| format!("{amount:?} is not an amount"))?;
-                    let movement = wallets.credit(&tenant, &reference, micros).await?;
+                    let movement =
+                        wabaflow::wallet::credit(&config, &tenant, &reference, micros).await?;
                     println!(
                         "{}\tbalance {}",
                         if movement.applied {

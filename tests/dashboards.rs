@@ -236,6 +236,11 @@ async fn every_clickhouse_panel_returns_the_expected_numbers() {
     }
     assert_eq!(counts, "6\t9\t3");
 
+    // A top-up: the balance panel shows it minus what was metered.
+    wabaflow::wallet::credit(&rig.config, "acme", "topup-1", 1_000_000)
+        .await
+        .expect("credited");
+
     let expected: BTreeMap<(&str, &str), Vec<BTreeMap<String, String>>> = BTreeMap::from([
         (
             ("wabaflow · Usage", "Messages by direction"),
@@ -286,6 +291,10 @@ async fn every_clickhouse_panel_returns_the_expected_numbers() {
             vec![row(&[("cost", "0.004")])],
         ),
         (
+            ("wabaflow · Cost", "Wallet balance"),
+            vec![row(&[("tenant", "acme"), ("balance", "0.996")])],
+        ),
+        (
             ("wabaflow · Cost", "Billable messages by category"),
             vec![
                 row(&[("category", "service"), ("billable", "0")]),
@@ -294,7 +303,7 @@ async fn every_clickhouse_panel_returns_the_expected_numbers() {
         ),
     ]);
     let panels = queries("grafana-clickhouse-datasource", "rawSql");
-    assert!(panels.len() >= 9, "{} ClickHouse panels", panels.len());
+    assert!(panels.len() >= 11, "{} ClickHouse panels", panels.len());
     for (dashboard, panel, sql) in &panels {
         let sql = render(sql, &db);
         let answer = clickhouse
@@ -302,6 +311,14 @@ async fn every_clickhouse_panel_returns_the_expected_numbers() {
             .await
             .unwrap_or_else(|e| panic!("{dashboard} / {panel}: {e}\n{sql}"));
         let got = rows(&answer);
+        if panel == "Delivery latency (seconds)" {
+            // The simulator delivers within a second or two of sending.
+            let stats = &got[0];
+            assert_eq!(stats["messages"], "3", "{answer}");
+            let p95: f64 = stats["p95"].parse().expect("number");
+            assert!((0.0..=5.0).contains(&p95), "p95 {p95}: {answer}");
+            continue;
+        }
         if panel == "First agent reply (seconds)" {
             // Ana and Ben got answers, the template's recipient never wrote: two conversations,
             // answered about 90–100 s after their first message (plus the test's own pace).

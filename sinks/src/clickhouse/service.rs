@@ -22,6 +22,7 @@ use wabaflow_pipeline::config::ClickHouseConfig;
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "events", include_str!("migrations/0001_events.sql")),
     (2, "rollups", include_str!("migrations/0002_rollups.sql")),
+    (3, "wallet", include_str!("migrations/0003_wallet.sql")),
 ];
 
 /// Improvements only newer servers understand, applied at every start when `version()` allows
@@ -167,15 +168,15 @@ impl ClickHouseClient {
             if applied.contains(version) {
                 continue;
             }
-            for statement in sql.replace("{db}", db).split(';') {
-                let statement = statement
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if !statement.trim().is_empty() {
-                    self.query(&statement).await?;
-                }
+            // Comments first (they may contain `;`), then one statement per `;`.
+            let sql = sql
+                .replace("{db}", db)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                self.query(statement).await?;
             }
             self.query(&format!(
                 "INSERT INTO {db}.schema_migrations (version, name, applied_at) VALUES ({version}, '{name}', now())"
