@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::{
-    Encoder, HistogramVec, IntCounterVec, IntGaugeVec, TextEncoder, register_histogram_vec,
-    register_int_counter_vec, register_int_gauge_vec,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, TextEncoder,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
 };
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
@@ -37,6 +37,7 @@ pub struct Metrics {
     pub batch_flushes: IntCounterVec,
     pub batch_records: IntCounterVec,
     pub stage_lag: IntGaugeVec,
+    pub wallet_negative_debits: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -129,6 +130,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Records written by a batch sink.",
             &["sink"],
         ),
+        wallet_negative_debits: register_int_counter!(
+            "wabaflow_wallet_negative_debits_total",
+            "Debits that left a tenant's prepaid wallet below zero (the debit is applied; sends are not blocked yet)."
+        )
+        .expect("metric names are unique"),
         stage_lag: register_int_gauge_vec!(
             "wabaflow_stage_lag_records",
             "Records behind the end of the input partitions this process consumes (librdkafka statistics, every 5 s).",
@@ -173,6 +179,12 @@ impl Metrics {
                     .flat_map(|g| g.desc().into_iter().map(|d| d.fq_name.clone())),
             )
             .collect();
+        names.extend(
+            self.wallet_negative_debits
+                .desc()
+                .into_iter()
+                .map(|d| d.fq_name.clone()),
+        );
         for histogram in histograms {
             for desc in histogram.desc() {
                 for suffix in ["", "_bucket", "_sum", "_count"] {

@@ -215,8 +215,7 @@ impl Stage for MeterStage {
                     .map_err(unavailable)?;
                 if movement.applied && movement.balance_micros < 0 {
                     wabaflow_pipeline::telemetry::metrics()
-                        .stage_discarded
-                        .with_label_values(&["meter", "wallet_negative"])
+                        .wallet_negative_debits
                         .inc();
                     tracing::warn!(
                         tenant,
