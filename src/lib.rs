@@ -4,5 +4,6 @@
 pub mod demo;
 pub mod node;
 pub mod recompute;
+pub mod replay;
 pub mod sim;
 pub mod wallet;

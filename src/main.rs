@@ -44,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         which: sim::SimCommand,
     },
+    /// Replay Meta webhooks against a running wabaflow at a fixed rate (open loop), re-signed for
+    /// the target tenant; prints sent/accepted/rejected and latency percentiles.
+    Replay(wabaflow::replay::ReplayArgs),
     /// Billing: price a past period again from the metered events in ClickHouse.
     Meter {
         #[command(subcommand)]
@@ -113,6 +116,18 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Sim { which } => sim::run(which).await,
+        Command::Replay(args) => {
+            let report = wabaflow::replay::run(&args).await?;
+            println!("{report}");
+            if report.accepted < report.sent {
+                anyhow::bail!(
+                    "{} of {} requests were not accepted",
+                    report.sent - report.accepted,
+                    report.sent
+                );
+            }
+            Ok(())
+        }
         Command::Meter {
             action:
                 MeterAction::Recompute {
