@@ -3,7 +3,8 @@
 //! a slow server shows up as latency, not as a politely lowered load (the coordinated-omission
 //! trap of closed-loop tools).
 //!
-//! Bodies come from files or directories of JSON webhooks (the shared fixtures work). Each copy is
+//! Bodies come from files or directories of JSON webhooks (the shared fixtures work, and so do the
+//! golden cases in `tests/golden/meta`). Each copy is
 //! made to belong to the target tenant — every `metadata.phone_number_id` is rewritten — and every
 //! message and status id is made unique per copy, so dedupe lets them through; then it is signed
 //! with the tenant's app secret, as Meta would. The report: sent, accepted (2xx), rejected (other
@@ -119,8 +120,13 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Value>> {
     Ok(bodies)
 }
 
+/// A webhook body, or the `request` of one of the project's golden cases (`tests/golden/meta`).
 fn read(path: &Path) -> anyhow::Result<Value> {
-    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+    let json: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    Ok(match json.get("request") {
+        Some(request) if request.get("entry").is_some() => request.clone(),
+        _ => json,
+    })
 }
 
 /// How many messages and statuses a body carries.
