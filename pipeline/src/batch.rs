@@ -24,7 +24,7 @@ use wabaflow_schemas::Topic;
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
 use crate::kafka::consumer_config;
-use crate::runner::{RunnerContext, RunnerError, commit};
+use crate::runner::{RunnerContext, RunnerError, commit, restarting};
 use crate::shutdown::Shutdown;
 use crate::stage::{Origin, StageError};
 use crate::telemetry::{Health, metrics};
@@ -106,22 +106,11 @@ impl<S: BatchSink> BatchRunner<S> {
 
     /// Runs until `shutdown`; Kafka errors restart the consumer from the last commit.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), RunnerError> {
-        let name = self.sink.name();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        loop {
-            match self.run_consumer(&shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(err @ RunnerError::Internal { .. }) => return Err(err),
-                Err(err) => {
-                    self.health.set(&health_key(name), false);
-                    warn!(sink = name, error = %err, "restarting consumer from the last committed offset");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                }
-            }
-        }
+        let key = health_key(self.sink.name());
+        restarting(&key, &self.health, &shutdown, || {
+            self.run_consumer(&shutdown)
+        })
+        .await
     }
 
     async fn run_consumer(&self, shutdown: &Shutdown) -> Result<(), RunnerError> {

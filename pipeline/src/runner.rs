@@ -80,22 +80,11 @@ impl<S: Stage> StageRunner<S> {
     /// Runs until `shutdown`. Kafka and produce failures restart the consumer (with backoff) from
     /// the last committed offset; an internal error of the stage is returned.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), RunnerError> {
-        let name = self.stage.name();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        loop {
-            match self.run_consumer(&shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(err @ RunnerError::Internal { .. }) => return Err(err),
-                Err(err) => {
-                    self.health.set(&health_key(name), false);
-                    warn!(stage = name, error = %err, "restarting consumer from the last committed offset");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                }
-            }
-        }
+        let key = health_key(self.stage.name());
+        restarting(&key, &self.health, &shutdown, || {
+            self.run_consumer(&shutdown)
+        })
+        .await
     }
 
     async fn run_consumer(&self, shutdown: &Shutdown) -> Result<(), RunnerError> {
@@ -365,6 +354,35 @@ async fn store_offsets_in_order<S: Stage>(
         }
     }
     Ok(())
+}
+
+/// Runs `consumer` until it returns `Ok` (shutdown) or an internal error; Kafka and produce
+/// failures restart it, with backoff, from the last committed offset. Shared by every runner.
+pub(crate) async fn restarting<F, Fut>(
+    component: &str,
+    health: &Health,
+    shutdown: &Shutdown,
+    mut consumer: F,
+) -> Result<(), RunnerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), RunnerError>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match consumer().await {
+            Ok(()) => return Ok(()),
+            Err(err @ RunnerError::Internal { .. }) => return Err(err),
+            Err(err) => {
+                health.set(component, false);
+                warn!(component, error = %err, "restarting consumer from the last committed offset");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
 }
 
 fn health_key(stage: &str) -> String {

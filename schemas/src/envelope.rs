@@ -291,6 +291,21 @@ impl Envelope {
         }
     }
 
+    /// The event a stage makes from this one: same conversation, source, times, raw body and
+    /// tenant; its own event id (from `event`'s idempotency key).
+    pub fn follow(&self, event: Event) -> Self {
+        let mut next = Self::new(
+            self.source,
+            self.conversation_key.clone(),
+            self.occurred_at,
+            self.received_at,
+            self.raw,
+            event,
+        );
+        next.tenant = self.tenant.clone();
+        next
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // An envelope holds only strings, numbers and JSON values: encoding cannot fail.
         serde_json::to_vec(self).expect("envelope serializes to JSON")

@@ -17,6 +17,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
+use wabaflow_schemas::tenant::Tenant;
 use wabaflow_schemas::topics::{
     GENESYS_OUTBOUND_MAPPED, GENESYS_OUTBOUND_UNIQUE, Topic, WA_INBOUND_MAPPED, WA_INBOUND_UNIQUE,
 };
@@ -115,6 +116,22 @@ impl MapStage {
 /// operator problem: the events wait for it too, rather than being dead-lettered en masse.
 pub(crate) fn tenant_error(err: TenantError) -> StageError {
     StageError::Unavailable(err.to_string())
+}
+
+/// The tenant the mapping stage put on `envelope`.
+pub(crate) async fn tenant_of(
+    tenants: &TenantRegistry,
+    envelope: &Envelope,
+) -> Result<std::sync::Arc<Tenant>, StageError> {
+    let id = envelope
+        .tenant
+        .as_deref()
+        .ok_or_else(|| StageError::Invalid("event without a tenant (not mapped)".into()))?;
+    tenants
+        .get(id)
+        .await
+        .map_err(tenant_error)?
+        .ok_or_else(|| StageError::Unavailable(format!("tenant {id} disappeared")))
 }
 
 #[async_trait]

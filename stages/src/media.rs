@@ -33,6 +33,7 @@ use wabaflow_pipeline::config::{MediaConfig, MetaApiConfig};
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
 use wabaflow_schemas::genesys::MediaType;
 use wabaflow_schemas::meta::Message;
+use wabaflow_schemas::tenant::Tenant;
 use wabaflow_schemas::topics::{
     GENESYS_OUTBOUND_ENRICHED, GENESYS_OUTBOUND_MAPPED, Topic, WA_INBOUND_ENRICHED,
     WA_INBOUND_MAPPED,
@@ -43,7 +44,7 @@ use wabaflow_store::records::Records;
 use wabaflow_store::tenants::TenantRegistry;
 use wabaflow_store::tokens::GenesysTokens;
 
-use crate::map::{Direction, tenant_error};
+use crate::map::{Direction, tenant_of};
 
 /// The bucket customer media is stored in.
 pub const MEDIA_INBOUND_BUCKET: &str = "media-inbound";
@@ -145,16 +146,8 @@ impl MediaStage {
             .url
             .as_deref()
             .ok_or_else(|| StageError::Invalid("attachment without a url".into()))?;
-        let tenant_id = envelope
-            .tenant
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("reply without a tenant (not mapped)".into()))?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await
-            .map_err(tenant_error)?
-            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        let tenant = tenant_of(&self.tenants, envelope).await?;
+        let tenant_id = tenant.id.as_str();
         let tokens = self
             .genesys_tokens
             .as_ref()
@@ -220,26 +213,16 @@ impl MediaStage {
             reply.phone_number_id, message.id
         );
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        let size = bytes.len() as u64;
-        self.objects
-            .put(MEDIA_OUTBOUND_BUCKET, &key, bytes, &mime_type)
-            .await
-            .map_err(object_error)?;
-        let ttl = Duration::from_secs(self.config.url_ttl_secs);
-        let url = self
-            .objects
-            .presign_get(MEDIA_OUTBOUND_BUCKET, &key, ttl)
-            .map_err(object_error)?;
-        Ok(Some(StoredMedia {
-            bucket: MEDIA_OUTBOUND_BUCKET.into(),
+        self.keep(
+            MEDIA_OUTBOUND_BUCKET,
             key,
-            url,
-            url_expires_at: Utc::now() + ttl,
+            bytes,
             mime_type,
             sha256,
-            size,
-            filename: Some(filename),
-        }))
+            Some(filename),
+        )
+        .await
+        .map(Some)
     }
 
     async fn lookup(
@@ -361,7 +344,7 @@ impl MediaStage {
 
     async fn store(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         phone_number_id: &str,
         message: &Message,
     ) -> Result<StoredMedia, StageError> {
@@ -375,13 +358,7 @@ impl MediaStage {
             .ok_or_else(|| {
                 StageError::Invalid(format!("{} message without a media id", message.kind))
             })?;
-        let token_owner = self
-            .tenants
-            .get(tenant)
-            .await
-            .map_err(tenant_error)?
-            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant} disappeared")))?;
-        let token = token_owner.whatsapp_token.expose();
+        let token = tenant.whatsapp_token.expose();
         let (bytes, lookup, sha256) = self
             .fetch(token, media_id, phone_number_id, media.sha256.as_deref())
             .await?;
@@ -390,28 +367,53 @@ impl MediaStage {
             .or_else(|| media.mime_type.clone())
             .unwrap_or_else(|| "application/octet-stream".into());
         let key = format!(
-            "{tenant}/{phone_number_id}/{media_id}{}",
+            "{}/{phone_number_id}/{media_id}{}",
+            tenant.id,
             extension(&mime_type)
         );
+        self.keep(
+            MEDIA_INBOUND_BUCKET,
+            key,
+            bytes,
+            mime_type,
+            sha256,
+            media.filename.clone(),
+        )
+        .await
+    }
+}
+
+impl MediaStage {
+    /// Puts the file in `bucket` under `key` and describes it with a presigned URL valid for
+    /// `media.url_ttl_secs`.
+    async fn keep(
+        &self,
+        bucket: &str,
+        key: String,
+        bytes: Bytes,
+        mime_type: String,
+        sha256: String,
+        filename: Option<String>,
+    ) -> Result<StoredMedia, StageError> {
         let size = bytes.len() as u64;
         self.objects
-            .put(MEDIA_INBOUND_BUCKET, &key, bytes, &mime_type)
+            .put(bucket, &key, bytes, &mime_type)
             .await
             .map_err(object_error)?;
         let ttl = Duration::from_secs(self.config.url_ttl_secs);
         let url = self
             .objects
-            .presign_get(MEDIA_INBOUND_BUCKET, &key, ttl)
+            .presign_get(bucket, &key, ttl)
             .map_err(object_error)?;
         Ok(StoredMedia {
-            bucket: MEDIA_INBOUND_BUCKET.into(),
+            bucket: bucket.into(),
             key,
             url,
             url_expires_at: Utc::now() + ttl,
             mime_type,
             sha256,
             size,
-            filename: media.filename.clone(),
+            filename,
         })
     }
 }
@@ -478,7 +480,14 @@ impl Stage for MediaStage {
             }
             return Ok(Outcome::Emit(vec![envelope], ()));
         }
-        let tenant = envelope.tenant.clone();
+        let needs_media = matches!(
+            &envelope.event,
+            Event::MetaMessage { message, media: None, .. } if message.media().is_some()
+        );
+        if !needs_media {
+            return Ok(Outcome::Emit(vec![envelope], ()));
+        }
+        let tenant = tenant_of(&self.tenants, &envelope).await?;
         if let Event::MetaMessage {
             phone_number_id,
             message,
@@ -488,9 +497,6 @@ impl Stage for MediaStage {
             && message.media().is_some()
             && media.is_none()
         {
-            let tenant = tenant.ok_or_else(|| {
-                StageError::Invalid("media message without a tenant (not mapped)".into())
-            })?;
             let stored = self.store(&tenant, phone_number_id, message).await?;
             self.records
                 .track(&message.id, &[("media_url", stored.url.as_str())])

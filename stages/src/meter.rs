@@ -225,17 +225,9 @@ impl Stage for MeterStage {
                 }
             }
         }
-        let mut out = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::Usage {
-                usage: Box::new(usage),
-            },
-        );
-        out.tenant = envelope.tenant.clone();
+        let out = envelope.follow(Event::Usage {
+            usage: Box::new(usage),
+        });
         Ok(Outcome::Emit(vec![out], Metered(unit)))
     }
 

@@ -14,7 +14,7 @@ use wabaflow_schemas::topics::{DELIVERY_GENESYS, Topic, WA_SEND_RESULTS};
 use wabaflow_schemas::{Envelope, Event, SendOutcome};
 use wabaflow_store::tenants::TenantRegistry;
 
-use crate::map::tenant_error;
+use crate::map::tenant_of;
 
 pub struct ReceiptStage {
     tenants: TenantRegistry,
@@ -66,16 +66,7 @@ impl Stage for ReceiptStage {
         let Some(genesys_id) = genesys_message_id else {
             return Ok(Outcome::Discard("no_receipt"));
         };
-        let tenant_id = envelope
-            .tenant
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("result without a tenant".into()))?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await
-            .map_err(tenant_error)?
-            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        let tenant = tenant_of(&self.tenants, &envelope).await?;
         let receipt = Receipt {
             id: genesys_id.clone(),
             channel: ReceiptChannel {
@@ -94,18 +85,10 @@ impl Stage for ReceiptStage {
             is_final_receipt: true,
             direction: "Outbound".into(),
         };
-        let mut out = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::GenesysReceipt {
-                integration_id: tenant.genesys.integration_id.clone(),
-                receipt: Box::new(receipt),
-            },
-        );
-        out.tenant = envelope.tenant.clone();
+        let out = envelope.follow(Event::GenesysReceipt {
+            integration_id: tenant.genesys.integration_id.clone(),
+            receipt: Box::new(receipt),
+        });
         Ok(Outcome::Emit(vec![out], ()))
     }
 }

@@ -30,7 +30,7 @@ use wabaflow_store::tenants::TenantRegistry;
 
 pub use normalize::{NormalizeError, normalize};
 
-use crate::map::{Direction, tenant_error};
+use crate::map::{Direction, tenant_of};
 
 pub struct TransformStage {
     tenants: TenantRegistry,
@@ -56,16 +56,7 @@ impl TransformStage {
     }
 
     async fn integration_id(&self, envelope: &Envelope) -> Result<String, StageError> {
-        let tenant_id = envelope
-            .tenant
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("event without a tenant (not mapped)".into()))?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await
-            .map_err(tenant_error)?
-            .ok_or_else(|| StageError::Unavailable(format!("tenant {tenant_id} disappeared")))?;
+        let tenant = tenant_of(&self.tenants, envelope).await?;
         Ok(tenant.genesys.integration_id.clone())
     }
 
@@ -87,19 +78,11 @@ impl TransformStage {
             envelope.received_at,
         )
         .map_err(|err| StageError::Invalid(err.to_string()))?;
-        let mut out = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::GenesysInbound {
-                integration_id,
-                wamid: message.id.clone(),
-                message: Box::new(normalized),
-            },
-        );
-        out.tenant = envelope.tenant.clone();
+        let out = envelope.follow(Event::GenesysInbound {
+            integration_id,
+            wamid: message.id.clone(),
+            message: Box::new(normalized),
+        });
         Ok(Outcome::Emit(vec![out], ()))
     }
 
@@ -162,18 +145,10 @@ impl TransformStage {
             is_final_receipt: matches!(receipt_status, "Read" | "Failed"),
             direction: "Outbound".into(),
         };
-        let mut out = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::GenesysReceipt {
-                integration_id,
-                receipt: Box::new(receipt),
-            },
-        );
-        out.tenant = envelope.tenant.clone();
+        let out = envelope.follow(Event::GenesysReceipt {
+            integration_id,
+            receipt: Box::new(receipt),
+        });
         Ok(Outcome::Emit(vec![out], ()))
     }
 
@@ -193,21 +168,13 @@ impl TransformStage {
         let send_key = format!("send:genesys:{}", message.id);
         let request = reply::to_send_request(message, media.as_ref(), &reply.user, &send_key)
             .map_err(|err| StageError::Invalid(err.to_string()))?;
-        let mut out = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::WhatsAppSend {
-                phone_number_id: reply.phone_number_id.clone(),
-                send_key,
-                genesys_message_id: Some(message.id.clone()),
-                window_open: reply.window_open,
-                request: Box::new(request),
-            },
-        );
-        out.tenant = envelope.tenant.clone();
+        let out = envelope.follow(Event::WhatsAppSend {
+            phone_number_id: reply.phone_number_id.clone(),
+            send_key,
+            genesys_message_id: Some(message.id.clone()),
+            window_open: reply.window_open,
+            request: Box::new(request),
+        });
         Ok(Outcome::Emit(vec![out], ()))
     }
 }

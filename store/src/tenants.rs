@@ -228,6 +228,27 @@ impl TenantRegistry {
             .map_err(|_| TenantError::Sealed(tenant_id.to_owned()))
     }
 
+    /// A secret of `tenant_id` cached at `key`, opened; `None` when absent, expired or unreadable.
+    pub async fn cached_secret(&self, tenant_id: &str, key: &str) -> Option<String> {
+        let sealed = self.store.get(key).await.ok()??;
+        let plain = self
+            .open_value(tenant_id, &String::from_utf8_lossy(&sealed))
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// Caches a secret of `tenant_id` at `key`, sealed, for `ttl`.
+    pub async fn cache_secret(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        secret: &str,
+        ttl: Duration,
+    ) -> Result<(), TenantError> {
+        let sealed = self.seal_value(tenant_id, secret.as_bytes())?;
+        Ok(self.store.put(key, sealed.as_bytes(), Some(ttl)).await?)
+    }
+
     /// The state store behind the registry (token caches live next to the tenants).
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store

@@ -66,13 +66,13 @@ impl GenesysTokens {
             .saturating_sub(EXPIRY_MARGIN.min(lifetime / 10))
             .min(self.max_age);
         if !ttl.is_zero() {
-            let sealed = self
-                .tenants
-                .seal_value(&tenant.id, issued.access_token.as_bytes())
-                .map_err(|err| TokenError::Unavailable(err.to_string()))?;
             self.tenants
-                .store()
-                .put(&token_key(&tenant.id), sealed.as_bytes(), Some(ttl))
+                .cache_secret(
+                    &tenant.id,
+                    &token_key(&tenant.id),
+                    &issued.access_token,
+                    ttl,
+                )
                 .await
                 .map_err(|err| TokenError::Unavailable(err.to_string()))?;
         }
@@ -88,17 +88,9 @@ impl GenesysTokens {
     }
 
     async fn cached(&self, tenant: &Tenant) -> Option<String> {
-        let sealed = self
-            .tenants
-            .store()
-            .get(&token_key(&tenant.id))
+        self.tenants
+            .cached_secret(&tenant.id, &token_key(&tenant.id))
             .await
-            .ok()??;
-        let plain = self
-            .tenants
-            .open_value(&tenant.id, &String::from_utf8_lossy(&sealed))
-            .ok()?;
-        String::from_utf8(plain).ok()
     }
 
     async fn issue(&self, tenant: &Tenant) -> Result<TokenResponse, TokenError> {

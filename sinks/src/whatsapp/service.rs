@@ -158,19 +158,15 @@ impl WhatsAppService {
     /// The tenant's Cloud API token, cached (sealed) for 24 hours.
     async fn token(&self, tenant: &Tenant) -> String {
         let key = token_key(&tenant.id);
-        let store = self.tenants.store();
-        if let Ok(Some(sealed)) = store.get(&key).await
-            && let Ok(plain) = self
-                .tenants
-                .open_value(&tenant.id, &String::from_utf8_lossy(&sealed))
-            && let Ok(token) = String::from_utf8(plain)
-        {
+        if let Some(token) = self.tenants.cached_secret(&tenant.id, &key).await {
             return token;
         }
         let token = tenant.whatsapp_token.expose().to_owned();
-        if let Ok(sealed) = self.tenants.seal_value(&tenant.id, token.as_bytes()) {
-            let _ = store.put(&key, sealed.as_bytes(), Some(TOKEN_TTL)).await;
-        }
+        // A failed cache write only costs a re-read next time.
+        let _ = self
+            .tenants
+            .cache_secret(&tenant.id, &key, &token, TOKEN_TTL)
+            .await;
         token
     }
 }

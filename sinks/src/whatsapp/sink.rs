@@ -263,23 +263,15 @@ impl Stage for WhatsAppSink {
                 }
             }
         };
-        let mut result = Envelope::new(
-            envelope.source,
-            envelope.conversation_key.clone(),
-            envelope.occurred_at,
-            envelope.received_at,
-            envelope.raw,
-            Event::SendResult {
-                phone_number_id: phone_number_id.clone(),
-                send_key: send_key.clone(),
-                genesys_message_id: genesys_message_id.clone(),
-                recipient,
-                message_type: request.body.kind().to_owned(),
-                wamid,
-                outcome,
-            },
-        );
-        result.tenant = envelope.tenant.clone();
+        let result = envelope.follow(Event::SendResult {
+            phone_number_id: phone_number_id.clone(),
+            send_key: send_key.clone(),
+            genesys_message_id: genesys_message_id.clone(),
+            recipient,
+            message_type: request.body.kind().to_owned(),
+            wamid,
+            outcome,
+        });
         Ok(Outcome::Emit(vec![result], SendReceipt(claim_key)))
     }
 
