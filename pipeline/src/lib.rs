@@ -9,6 +9,8 @@ pub mod backoff;
 pub mod batch;
 pub mod config;
 pub mod kafka;
+pub mod keyed;
+pub mod offsets;
 pub mod producer;
 pub mod runner;
 pub mod shutdown;

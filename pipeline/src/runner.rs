@@ -1,16 +1,20 @@
 //! [`StageRunner`]: drives a [`Stage`] from its input topic to its output topic, at least once.
 //!
 //! The rules it owns (docs/component.md):
-//! - records of a partition are processed one after another, in offset order;
-//! - a record's outputs are enqueued to the producer before the next record is processed (so they
-//!   keep their order per key), and its offset is stored only after every output was acked and
-//!   [`Stage::acked`] ran — a separate task awaits the acks in order and stores offsets;
+//! - records with the same Kafka key (a conversation) are processed one after another, in offset
+//!   order; records of different keys are processed concurrently, up to `max_in_flight` in all
+//!   ([`KeyedQueue`]), so a wait on one conversation never holds back the others;
+//! - a record's outputs are enqueued to the producer before the next record of its key is
+//!   processed (so they keep their order per key), and it is finished only after every output was
+//!   acked and [`Stage::acked`] ran; a partition's offset is stored only up to its oldest
+//!   unfinished record ([`OffsetTracker`]), so nothing unfinished is ever committed;
 //! - offsets are auto-committed from that store every second, synchronously committed when
 //!   partitions are revoked and on shutdown;
 //! - an undecodable record or a [`StageError::Invalid`] goes to the input's `.dlq` twin with the
 //!   original bytes and the reason; [`StageError::Unavailable`] is retried with backoff and never
 //!   skipped; [`StageError::Internal`] stops the runner;
-//! - when `max_in_flight` records await acks the runner stops polling until the oldest is done;
+//! - when `max_in_flight` records are open (read, offset not yet stored) the runner stops polling
+//!   until the oldest is done;
 //!   librdkafka's bounded prefetch queue then fills and it stops fetching (backpressure, no drops).
 //!   Explicit `pause()`/`resume()` was tried and dropped: against tansu 0.6 with librdkafka 2.12
 //!   a resumed partition never fetched again;
@@ -19,18 +23,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientContext, TopicPartitionList};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use wabaflow_schemas::Envelope;
 
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
 use crate::kafka::consumer_config;
+use crate::keyed::KeyedQueue;
+use crate::offsets::OffsetTracker;
 use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
 use crate::stage::{Context, Origin, Outcome, Stage, StageError};
@@ -59,6 +65,9 @@ pub struct StageRunner<S: Stage> {
     producer: Producer,
     health: Health,
 }
+
+/// What processing a record came to: its outputs in flight, or `None` when shutdown cut a retry.
+type Handled<R> = Result<Option<InFlight<R>>, RunnerError>;
 
 /// A processed record waiting for its outputs' acks.
 struct InFlight<R> {
@@ -90,87 +99,118 @@ impl<S: Stage> StageRunner<S> {
     async fn run_consumer(&self, shutdown: &Shutdown) -> Result<(), RunnerError> {
         let name = self.stage.name();
         let input = self.stage.input().qualified(&self.kafka.topic_prefix);
-        let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
+        let consumer: StreamConsumer<RunnerContext> =
             consumer_config(&self.kafka, &self.kafka.group_id(name), name)
-                .create_with_context(RunnerContext { stage: name })?,
-        );
+                .create_with_context(RunnerContext { stage: name })?;
         consumer.subscribe(&[&input])?;
         self.health.set(&health_key(name), true);
         info!(stage = name, topic = %input, "consuming");
 
-        let (queue, in_flight) =
-            mpsc::channel::<InFlight<S::Receipt>>(self.kafka.max_in_flight.max(1));
-        let failed = CancellationToken::new();
-        let committer = tokio::spawn(store_offsets_in_order(
-            self.stage.clone(),
-            consumer.clone(),
-            in_flight,
-            failed.clone(),
-        ));
+        let outcome = self.pump(&consumer, shutdown).await;
+        // Whatever was stored is done, even when the pump failed: commit it.
+        commit(&consumer, name);
+        self.health.set(&health_key(name), false);
+        outcome
+    }
 
-        let outcome: Result<(), RunnerError> = async {
-            loop {
-                let message = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = failed.cancelled() => return Ok(()),
-                    message = consumer.recv() => message,
-                };
-                let message = match message {
-                    Ok(message) => message,
-                    Err(err) => {
-                        // librdkafka reports broker trouble here and recovers by itself.
-                        warn!(stage = name, error = %err, "consumer error");
-                        continue;
+    /// Reads records and works on up to `max_in_flight` of them at once, one per conversation key
+    /// at a time, storing each partition's offsets in order as records finish.
+    async fn pump(
+        &self,
+        consumer: &StreamConsumer<RunnerContext>,
+        shutdown: &Shutdown,
+    ) -> Result<(), RunnerError> {
+        let name = self.stage.name();
+        let max_in_flight = self.kafka.max_in_flight.max(1);
+        let mut keys = KeyedQueue::<LaneKey, OwnedMessage>::default();
+        let mut offsets = OffsetTracker::default();
+        // Records being processed: their outputs are not yet all enqueued.
+        let mut processing = FuturesUnordered::new();
+        // Records whose outputs are enqueued: awaiting acks and the stage's `acked` hook.
+        let mut settling = FuturesUnordered::new();
+        let store = |offsets: &mut OffsetTracker, origin: &Origin| {
+            if let Some(offset) = offsets.finish(origin)
+                && let Err(err) = consumer.store_offset(&origin.topic, origin.partition, offset)
+            {
+                // The partition was revoked meanwhile: its new owner reprocesses the record.
+                debug!(stage = name, %origin, error = %err, "offset not stored");
+            }
+        };
+
+        loop {
+            let room = offsets.open() < max_in_flight;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(settled) = settling.next() => {
+                    let origin: Origin = settled?;
+                    store(&mut offsets, &origin);
+                }
+                Some((key, handled)) = processing.next() => {
+                    let handled = handled?;
+                    let Some(item) = handled else { break };
+                    settling.push(self.settle(item));
+                    if let Some(next) = keys.finish(&key) {
+                        processing.push(self.handle(key, next, shutdown));
                     }
-                };
-                let Some(item) = self.handle(&message, shutdown).await? else {
-                    return Ok(());
-                };
-                drop(message);
-                if queue.capacity() == 0 {
-                    metrics()
-                        .stage_backpressure_waits
-                        .with_label_values(&[name])
-                        .inc();
                 }
-                // Waits while the window is full. Not polling meanwhile is the backpressure:
-                // librdkafka's prefetch queue (bounded by `queued.max.messages.kbytes`) fills and
-                // it stops fetching these partitions; nothing is dropped.
-                if queue.send(item).await.is_err() {
-                    return Ok(());
+                message = consumer.recv(), if room => {
+                    let message = match message {
+                        Ok(message) => message.detach(),
+                        Err(err) => {
+                            // librdkafka reports broker trouble here and recovers by itself.
+                            warn!(stage = name, error = %err, "consumer error");
+                            continue;
+                        }
+                    };
+                    offsets.start(&origin_of(&message));
+                    if offsets.open() == max_in_flight {
+                        metrics().stage_backpressure_waits.with_label_values(&[name]).inc();
+                    }
+                    let key = LaneKey::of(&message);
+                    if let Some(message) = keys.admit(key.clone(), message) {
+                        processing.push(self.handle(key, message, shutdown));
+                    }
                 }
+                // Not polling while the window is full is the backpressure: librdkafka's prefetch
+                // queue (bounded by `queued.max.messages.kbytes`) fills and it stops fetching.
+                else => break,
             }
         }
-        .await;
 
-        // Let the committer finish what was produced, then commit what it stored.
-        drop(queue);
-        let drained = committer.await.unwrap_or_else(|join| {
-            Err(RunnerError::Internal {
-                stage: name,
-                reason: format!("offset task panicked: {join}"),
-            })
-        });
-        commit(&*consumer, name);
-        self.health.set(&health_key(name), false);
-        outcome.and(drained)
+        // Shutdown: start nothing new, let running records finish (a retry wait ends at once),
+        // and store what the broker acknowledged. Queued records are redelivered later.
+        while let Some((_, handled)) = processing.next().await {
+            if let Some(item) = handled? {
+                settling.push(self.settle(item));
+            }
+        }
+        while let Some(settled) = settling.next().await {
+            store(&mut offsets, &settled?);
+        }
+        Ok(())
     }
 
     /// Processes one record and enqueues its outputs. `None` when shutdown interrupted a retry.
-    async fn handle(
-        &self,
-        message: &BorrowedMessage<'_>,
-        shutdown: &Shutdown,
-    ) -> Result<Option<InFlight<S::Receipt>>, RunnerError> {
+    fn handle<'a>(
+        &'a self,
+        key: LaneKey,
+        message: OwnedMessage,
+        shutdown: &'a Shutdown,
+    ) -> BoxFuture<'a, (LaneKey, Handled<S::Receipt>)> {
+        Box::pin(async move {
+            let handled = self.process(&message, shutdown).await;
+            (key, handled)
+        })
+    }
+
+    async fn process(&self, message: &OwnedMessage, shutdown: &Shutdown) -> Handled<S::Receipt> {
         let name = self.stage.name();
         let m = metrics();
         m.stage_consumed.with_label_values(&[name]).inc();
-        let origin = Origin {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
+        let cx = Context {
+            origin: origin_of(message),
         };
-        let cx = Context { origin };
         let payload = message.payload().unwrap_or_default();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
@@ -251,7 +291,7 @@ impl<S: Stage> StageRunner<S> {
     /// Sends the original record, bytes and headers unchanged, to the input's dead-letter twin.
     fn dead_letter(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         origin: Origin,
         reason: &str,
     ) -> Result<InFlight<S::Receipt>, RunnerError> {
@@ -285,6 +325,41 @@ impl<S: Stage> StageRunner<S> {
         })
     }
 
+    /// Awaits a record's acks, then runs the stage's `acked` hook. Resolves to the record's origin,
+    /// whose offset may then be stored; a failed ack fails the consumer (nothing after it may be
+    /// committed, so it restarts from the last committed offset).
+    fn settle(&self, item: InFlight<S::Receipt>) -> BoxFuture<'_, Result<Origin, RunnerError>> {
+        Box::pin(async move {
+            let name = self.stage.name();
+            for ack in item.acks {
+                if let Err(err) = ack.acked().await {
+                    error!(stage = name, origin = %item.origin, error = %err, "output not acknowledged");
+                    return Err(err.into());
+                }
+            }
+            if let Some(receipt) = item.receipt {
+                let cx = Context {
+                    origin: item.origin.clone(),
+                };
+                match self.stage.acked(receipt, &cx).await {
+                    Ok(()) => {}
+                    Err(StageError::Internal(reason)) => {
+                        return Err(RunnerError::Internal {
+                            stage: name,
+                            reason,
+                        });
+                    }
+                    // The outputs are durable; the hook only narrows replays. If it failed, a
+                    // later redelivery of this record is recognised as resumed work and re-emitted.
+                    Err(err) => {
+                        warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed")
+                    }
+                }
+            }
+            Ok(item.origin)
+        })
+    }
+
     /// Enqueues, waiting while the producer's queue is full (the committer drains it meanwhile).
     async fn enqueue(&self, record: &Record, shutdown: &Shutdown) -> Result<Pending, RunnerError> {
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(500));
@@ -304,56 +379,6 @@ impl<S: Stage> StageRunner<S> {
             }
         }
     }
-}
-
-/// Awaits each in-flight record's acks in arrival order, runs the stage's `acked` hook, then
-/// stores the record's offset. Stops at the first failure: nothing after it may be committed.
-async fn store_offsets_in_order<S: Stage>(
-    stage: Arc<S>,
-    consumer: Arc<StreamConsumer<RunnerContext>>,
-    mut in_flight: mpsc::Receiver<InFlight<S::Receipt>>,
-    failed: CancellationToken,
-) -> Result<(), RunnerError> {
-    let name = stage.name();
-    while let Some(item) = in_flight.recv().await {
-        for ack in item.acks {
-            if let Err(err) = ack.acked().await {
-                error!(stage = name, origin = %item.origin, error = %err, "output not acknowledged");
-                failed.cancel();
-                return Err(err.into());
-            }
-        }
-        if let Some(receipt) = item.receipt {
-            let cx = Context {
-                origin: item.origin.clone(),
-            };
-            match stage.acked(receipt, &cx).await {
-                Ok(()) => {}
-                Err(StageError::Internal(reason)) => {
-                    failed.cancel();
-                    return Err(RunnerError::Internal {
-                        stage: name,
-                        reason,
-                    });
-                }
-                // The outputs are durable; the hook only narrows replays. If it failed, a later
-                // redelivery of this record is recognised as resumed work and re-emitted.
-                Err(err) => {
-                    warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed")
-                }
-            }
-        }
-        let Origin {
-            topic,
-            partition,
-            offset,
-        } = &item.origin;
-        if let Err(err) = consumer.store_offset(topic, *partition, *offset) {
-            // The partition was revoked meanwhile: its new owner reprocesses the record.
-            debug!(stage = name, origin = %item.origin, error = %err, "offset not stored");
-        }
-    }
-    Ok(())
 }
 
 /// Runs `consumer` until it returns `Ok` (shutdown) or an internal error; Kafka and produce
@@ -382,6 +407,30 @@ where
                 }
             }
         }
+    }
+}
+
+/// What orders records: the Kafka key (the conversation), or the partition for unkeyed records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LaneKey {
+    Key(Vec<u8>),
+    Unkeyed(i32),
+}
+
+impl LaneKey {
+    fn of(message: &OwnedMessage) -> Self {
+        match message.key() {
+            Some(key) => Self::Key(key.to_vec()),
+            None => Self::Unkeyed(message.partition()),
+        }
+    }
+}
+
+fn origin_of(message: &OwnedMessage) -> Origin {
+    Origin {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
     }
 }
 

@@ -73,7 +73,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         stage_backpressure_waits: counter(
             "wabaflow_stage_backpressure_waits_total",
-            "Times a stage stopped reading because max_in_flight events awaited acks.",
+            "Times a stage stopped reading because max_in_flight events were open (offset not yet stored).",
             &["stage"],
         ),
         stage_backpressure: counter(

@@ -1,0 +1,94 @@
+//! [`OffsetTracker`]: decides which offset may be stored when records finish out of order.
+//!
+//! The [`StageRunner`](crate::StageRunner) works on several conversations of a partition at once,
+//! so offset 7 can finish before offset 5. Kafka keeps one committed position per partition, and
+//! everything before it counts as done; the position may therefore only move to the end of the
+//! longest run of finished records from the oldest unfinished one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::stage::Origin;
+
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    /// Per (topic, partition): every started and not yet stored offset, and whether it finished.
+    partitions: HashMap<(String, i32), BTreeMap<i64, bool>>,
+}
+
+impl OffsetTracker {
+    /// A record was read and its work is starting.
+    pub fn start(&mut self, origin: &Origin) {
+        self.partitions
+            .entry((origin.topic.clone(), origin.partition))
+            .or_default()
+            .insert(origin.offset, false);
+    }
+
+    /// A record's work is finished. Returns the offset to store for its partition, if the
+    /// partition's oldest unfinished record moved.
+    pub fn finish(&mut self, origin: &Origin) -> Option<i64> {
+        let offsets = self
+            .partitions
+            .get_mut(&(origin.topic.clone(), origin.partition))?;
+        *offsets.get_mut(&origin.offset)? = true;
+        let mut stored = None;
+        while let Some(entry) = offsets.first_entry() {
+            if !*entry.get() {
+                break;
+            }
+            stored = Some(entry.remove_entry().0);
+        }
+        stored
+    }
+
+    /// Records started and not yet finished or stored.
+    pub fn open(&self) -> usize {
+        self.partitions.values().map(BTreeMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(partition: i32, offset: i64) -> Origin {
+        Origin {
+            topic: "t".into(),
+            partition,
+            offset,
+        }
+    }
+
+    #[test]
+    fn stores_only_the_end_of_the_finished_run() {
+        let mut offsets = OffsetTracker::default();
+        for offset in 5..=8 {
+            offsets.start(&at(0, offset));
+        }
+        offsets.start(&at(1, 40));
+        assert_eq!(offsets.finish(&at(0, 7)), None, "5 and 6 are still running");
+        assert_eq!(
+            offsets.finish(&at(1, 40)),
+            Some(40),
+            "partitions are independent"
+        );
+        assert_eq!(offsets.finish(&at(0, 5)), Some(5));
+        assert_eq!(
+            offsets.finish(&at(0, 6)),
+            Some(7),
+            "6 completes the run up to 7"
+        );
+        assert_eq!(offsets.open(), 1);
+        assert_eq!(offsets.finish(&at(0, 8)), Some(8));
+        assert_eq!(offsets.open(), 0);
+    }
+
+    #[test]
+    fn unknown_records_change_nothing() {
+        let mut offsets = OffsetTracker::default();
+        offsets.start(&at(0, 1));
+        assert_eq!(offsets.finish(&at(0, 2)), None);
+        assert_eq!(offsets.finish(&at(3, 1)), None);
+        assert_eq!(offsets.open(), 1);
+    }
+}
