@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Builds outside the checkout, so that fresh clones on the same machine reuse earlier work.
+# Cargo may then reuse a test binary built in another checkout, so tests find their files through
+# CARGO_MANIFEST_DIR read at run time (cargo sets it), never through env!() baked at build time.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wabaflow-target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 

@@ -18,7 +18,10 @@ use wabaflow_sinks::clickhouse::ClickHouseClient;
 use support::flow::{PHONE_NUMBER_ID, Rig, now};
 
 fn dashboards() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("dashboards");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("dashboards/")
         .map(|e| e.expect("entry").path())

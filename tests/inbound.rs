@@ -356,7 +356,10 @@ async fn messages_wait_out_genesys_throttling_and_errors_then_arrive_once() {
 /// Genesys once, or — the one sample without any sender — is dead-lettered by the edge and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_message_reaches_genesys_or_a_counted_dead_letter() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meta");
+    let dir = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../shared/fixtures/meta");
     if !dir.is_dir() {
         eprintln!("shared fixtures not present; nothing to replay");
         return;

@@ -20,7 +20,7 @@ const IDLE: Duration = Duration::from_secs(20);
 fn golden(name: &str) -> Value {
     let path = format!(
         "{}/tests/golden/meta/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
     );
     serde_json::from_slice(&std::fs::read(path).expect("golden case")).expect("json")
 }

@@ -38,11 +38,17 @@ async fn replay_sends_at_the_rate_and_every_event_lands() {
     let node = Node::start(&config, &[Role::Ingest], None, Shutdown::new())
         .await
         .expect("node starts");
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meta");
+    let fixtures = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../shared/fixtures/meta");
     let source = if fixtures.is_dir() {
         fixtures
     } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/meta")
+        PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("tests/golden/meta")
     };
     let args = ReplayArgs {
         paths: vec![source.clone()],

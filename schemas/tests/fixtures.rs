@@ -9,7 +9,12 @@ use wabaflow_schemas::meta::{ChangeValue, Content, Webhook};
 fn shared_fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("WABAFLOW_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+        .unwrap_or_else(|| {
+            Path::new(
+                &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+            )
+            .join("../../shared/fixtures")
+        });
     dir.join("meta").is_dir().then_some(dir)
 }
 
@@ -99,7 +104,10 @@ fn every_shared_meta_fixture_round_trips() {
 /// edge's split tests): their `request` bodies round-trip too.
 #[test]
 fn golden_requests_round_trip() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/meta");
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../tests/golden/meta");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("golden dir") {
         let path = entry.expect("entry").path();

@@ -37,9 +37,11 @@ price = "0.0040"
 "#;
 
 fn status(fixture: &str) -> Option<Status> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/meta")
-        .join(fixture);
+    let path = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../shared/fixtures/meta")
+    .join(fixture);
     let webhook: Webhook = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     webhook
         .entry

@@ -12,7 +12,10 @@ use wabaflow_schemas::meta::{ChangeValue, Webhook};
 use wabaflow_stages::transform::normalize;
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/meta");
+    let dir = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../shared/fixtures/meta");
     dir.is_dir().then_some(dir)
 }
 

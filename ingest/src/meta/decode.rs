@@ -176,7 +176,10 @@ mod tests {
     /// events its request must become, in order.
     #[test]
     fn golden_cases_split_as_expected() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/meta");
+        let dir = Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../tests/golden/meta");
         let mut cases = 0;
         for entry in std::fs::read_dir(&dir).expect("golden dir") {
             let path = entry.expect("entry").path();

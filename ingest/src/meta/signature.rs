@@ -70,7 +70,10 @@ mod tests {
     /// byte-exact real capture that keeps Meta's `\u00e9` and `\/` escapes.
     #[test]
     fn shared_test_vector_verifies_on_raw_bytes_only() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/test-vectors");
+        let dir = Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../shared/fixtures/test-vectors");
         let Ok(body) = std::fs::read(dir.join("meta-webhook-body.raw.json")) else {
             eprintln!("shared test vectors absent; skipping");
             return;

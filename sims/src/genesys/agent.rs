@@ -173,8 +173,10 @@ mod tests {
     #[test]
     fn signs_like_the_shared_test_vector() {
         // ../shared/fixtures/test-vectors: secret `test-integration-secret`.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/test-vectors/genesys-outbound-body.compact.json");
+        let path = std::path::Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../shared/fixtures/test-vectors/genesys-outbound-body.compact.json");
         let Ok(body) = std::fs::read(path) else {
             return;
         };

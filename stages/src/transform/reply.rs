@@ -171,9 +171,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Option<OutboundMessage> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/genesys")
-            .join(name);
+        let path = std::path::Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../shared/fixtures/genesys")
+        .join(name);
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
