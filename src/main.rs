@@ -47,6 +47,9 @@ enum Command {
     /// Replay Meta webhooks against a running wabaflow at a fixed rate (open loop), re-signed for
     /// the target tenant; prints sent/accepted/rejected and latency percentiles.
     Replay(wabaflow::replay::ReplayArgs),
+    /// Benchmarks against same-run baselines on the configured services (Kafka, Redis,
+    /// ClickHouse, S3); each prints wabaflow's number, the baseline's and the ratio.
+    Bench(wabaflow::bench::BenchArgs),
     /// Billing: price a past period again from the metered events in ClickHouse.
     Meter {
         #[command(subcommand)]
@@ -108,14 +111,27 @@ enum TopicsAction {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo narrates on stdout; only warnings go to the log there.
-    init_tracing(if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) {
+            "warn"
+        } else {
+            "info"
+        },
+    );
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Sim { which } => sim::run(which).await,
+        Command::Bench(args) => {
+            let config = load(cli.config)?;
+            let outcomes = wabaflow::bench::run(&args, &config).await?;
+            let missed = outcomes
+                .iter()
+                .flat_map(|o| &o.ratios)
+                .filter(|r| !r.met())
+                .count();
+            println!("{missed} target(s) missed");
+            Ok(())
+        }
         Command::Replay(args) => {
             let report = wabaflow::replay::run(&args).await?;
             println!("{report}");

@@ -9,7 +9,8 @@
 //! message and status id is made unique per copy, so dedupe lets them through; then it is signed
 //! with the tenant's app secret, as Meta would. The report: sent, accepted (2xx), rejected (other
 //! statuses), failed (no answer), skipped (more than `max_in_flight` awaiting answers) and the
-//! latency distribution (HDR histogram, microsecond precision).
+//! latency distribution (HDR histogram, microsecond precision), measured from when each request
+//! was due. [`open_loop`] is the engine; `wabaflow bench` drives it too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,11 +174,49 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<Report> {
     if !args.rate.is_finite() || args.rate <= 0.0 {
         bail!("--rate must be positive");
     }
-    let bodies = Arc::new(load(&args.paths)?);
-    let http = reqwest::Client::builder()
+    let bodies = load(&args.paths)?;
+    let http = client(args.max_in_flight)?;
+    let progress = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(args.count)
+    };
+    let report = open_loop(args.rate, args.count, args.max_in_flight, &progress, |n| {
+        let body = personalize(
+            &bodies[(n as usize) % bodies.len()],
+            &args.phone_number_id,
+            n,
+        );
+        let signature = sign(args.secret.as_bytes(), &body);
+        http.post(&args.url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+    })
+    .await?;
+    progress.finish_and_clear();
+    Ok(report)
+}
+
+/// An HTTP client for load: no idle-pool limit below the load's concurrency.
+pub fn client(max_in_flight: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.max_in_flight)
-        .build()?;
+        .pool_max_idle_per_host(max_in_flight)
+        .build()?)
+}
+
+/// Sends `count` requests made by `request(n)` at `rate` per second, open loop: request `n` is due
+/// at `started + n / rate` and its latency is measured from then, so a server (or a load tool)
+/// that falls behind shows up as latency. A request that would exceed `max_in_flight` unanswered
+/// ones is skipped and counted.
+pub async fn open_loop(
+    rate: f64,
+    count: u64,
+    max_in_flight: usize,
+    progress: &indicatif::ProgressBar,
+    request: impl Fn(u64) -> reqwest::RequestBuilder,
+) -> anyhow::Result<Report> {
     let latency = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
     ));
@@ -186,35 +225,20 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<Report> {
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let slots = Arc::new(Semaphore::new(args.max_in_flight.max(1)));
-    let progress = if args.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(args.count)
-    };
-    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
     let mut skipped = 0;
     let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..args.count {
-        // Open loop: request n leaves at started + n·interval, whatever happened before.
-        tokio::time::sleep_until((started + interval.mul_f64(n as f64)).into()).await;
+    for n in 0..count {
+        let due = started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
         progress.inc(1);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             skipped += 1;
             continue;
         };
-        let body = personalize(
-            &bodies[(n as usize) % bodies.len()],
-            &args.phone_number_id,
-            n,
-        );
-        let signature = sign(args.secret.as_bytes(), &body);
-        let request = http
-            .post(&args.url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(body);
+        let request = request(n);
         let (latency, accepted, rejected, failed) = (
             latency.clone(),
             accepted.clone(),
@@ -222,9 +246,8 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<Report> {
             failed.clone(),
         );
         tasks.spawn(async move {
-            let sent_at = Instant::now();
             let outcome = request.send().await;
-            let took = sent_at.elapsed().as_micros().max(1) as u64;
+            let took = due.elapsed().as_micros().max(1) as u64;
             drop(slot);
             match outcome {
                 Ok(response) if response.status().is_success() => {
@@ -241,10 +264,9 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<Report> {
         });
     }
     while tasks.join_next().await.is_some() {}
-    progress.finish_and_clear();
     let latency_us = latency.lock().await.clone();
     Ok(Report {
-        sent: args.count - skipped,
+        sent: count - skipped,
         accepted: accepted.load(Ordering::Relaxed),
         rejected: rejected.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),

@@ -67,6 +67,9 @@ pub struct KafkaConfig {
     /// Events a stage runner may have in flight (produced, awaiting ack) before it stops reading
     /// its partitions (backpressure).
     pub max_in_flight: usize,
+    /// `fetch.wait.max.ms` of every consumer: the most a hop can add to latency on a broker
+    /// that holds fetches for the full wait (tansu); a long-poll cap on Kafka.
+    pub fetch_wait_max_ms: u32,
     /// Stable identity of this process across restarts (e.g. a StatefulSet pod name). When set,
     /// consumers use static group membership (`group.instance.id = {instance_id}.{stage}`): a
     /// restarted instance takes its predecessor's partitions at once instead of waiting for the
@@ -84,6 +87,7 @@ impl Default for KafkaConfig {
             producer_queue_messages: 100_000,
             replication_factor: 1,
             max_in_flight: 1_000,
+            fetch_wait_max_ms: 10,
             instance_id: None,
         }
     }

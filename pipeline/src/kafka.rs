@@ -43,6 +43,10 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, stage: &str) -> Clie
         // The prefetch buffer per consumer: when a runner stops polling (its in-flight window is
         // full, or it is retrying an unavailable service), fetching stops once this is full.
         .set("queued.max.messages.kbytes", "16384")
+        // How long a fetch may wait for data. Kafka answers as soon as data arrives, so there
+        // this only caps the long poll; tansu 0.6 holds every fetch for the full wait, which
+        // would add the wait to every hop of the pipeline.
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         // Statistics every 5 s feed `wabaflow_stage_lag_records` (consumer lag per stage).
         .set("statistics.interval.ms", "5000");
     config

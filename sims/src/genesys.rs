@@ -89,6 +89,8 @@ pub struct Accepted {
     pub conversation_id: String,
     pub message: InboundMessage,
     pub downloads: Vec<Download>,
+    /// When the simulator accepted it (end-to-end latency in the benchmarks).
+    pub at: Instant,
 }
 
 /// Counters of what the simulator answered.
@@ -166,6 +168,11 @@ impl GenesysSim {
         self.state.lock().accepted.clone()
     }
 
+    /// How many inbound messages were accepted (cheap: nothing is copied).
+    pub fn message_count(&self) -> usize {
+        self.state.lock().accepted.len()
+    }
+
     /// Hosts a file an agent attached; returns its download URL (Bearer token required).
     pub fn add_download(&self, bytes: impl Into<Bytes>, mime: &str) -> String {
         let id = uuid::Uuid::now_v7().simple().to_string();
@@ -218,9 +225,8 @@ impl GenesysSim {
         let deadline = Instant::now() + timeout;
         loop {
             let changed = self.state.changed.notified();
-            let accepted = self.messages();
-            if accepted.len() >= n || Instant::now() >= deadline {
-                return accepted;
+            if self.message_count() >= n || Instant::now() >= deadline {
+                return self.messages();
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
@@ -433,6 +439,7 @@ async fn inbound_message(
         conversation_id,
         message,
         downloads,
+        at: Instant::now(),
     });
     drop(inner);
     state.changed.notify_waiters();

@@ -221,9 +221,8 @@ impl MetaSim {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.state.changed.notified();
-            let sends = self.sends();
-            if sends.len() >= n || tokio::time::Instant::now() >= deadline {
-                return sends;
+            if self.send_stats().accepted >= n || tokio::time::Instant::now() >= deadline {
+                return self.sends();
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }

@@ -5,4 +5,4 @@ mod service;
 mod sink;
 
 pub use service::{ClickHouseClient, ClickHouseError, MIGRATIONS};
-pub use sink::{ClickHouseSink, Feed};
+pub use sink::{ClickHouseSink, Feed, rows};

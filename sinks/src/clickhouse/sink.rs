@@ -54,7 +54,7 @@ fn day(at: DateTime<Utc>) -> String {
 }
 
 /// The rows one envelope becomes, by table.
-fn rows(envelope: &Envelope, ingested_at: DateTime<Utc>) -> Vec<(&'static str, Value)> {
+pub fn rows(envelope: &Envelope, ingested_at: DateTime<Utc>) -> Vec<(&'static str, Value)> {
     let tenant = envelope.tenant.clone().unwrap_or_default();
     let occurred = envelope.occurred_at.unwrap_or(envelope.received_at);
     let base = |extra: Value| {

@@ -1,0 +1,136 @@
+//! End to end: customer webhook → Meta edge → dedupe → map → media → transform → `sink:genesys` →
+//! Genesys simulator, all in one node. Sustained events/s (closed loop until the simulator holds
+//! every message), then p50/p99 of webhook-due → Genesys-accepted at half of that rate (open loop).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+use wabaflow_ingest::meta::SIGNATURE_HEADER;
+use wabaflow_pipeline::Config;
+
+use super::rig;
+use super::{Bench, Outcome, Ratio, Target, scaled, until};
+use crate::node::Role;
+use crate::replay::{client, open_loop};
+
+const CONCURRENCY: usize = 64;
+const P99_GOAL_MS: f64 = 50.0;
+pub const INBOUND_CHAIN: [Role; 6] = [
+    Role::Ingest,
+    Role::Dedupe,
+    Role::Map,
+    Role::Media,
+    Role::Transform,
+    Role::Genesys,
+];
+
+pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
+    let mut config = rig::isolated(base, "e2e");
+    let sims = rig::Sims::start().await?;
+    sims.wire(&mut config);
+    wabaflow_pipeline::topics::create_all(&config.kafka).await?;
+    let node = rig::node(&config, &INBOUND_CHAIN).await?;
+    let url = rig::webhook_url(&node)?;
+    let genesys = &sims.genesys;
+    let arrived = |n: usize| move || genesys.message_count() >= n;
+
+    // Warm up: consumer groups joined, token fetched, connections open.
+    let warmup = rig::texts(200, 200);
+    rig::saturate(&url, &warmup, CONCURRENCY).await?;
+    until(
+        "the warm-up messages",
+        Duration::from_secs(120),
+        arrived(200),
+    )
+    .await?;
+
+    let n = scaled(10_000.0, scale, 200);
+    let load = rig::texts(n, 2_000);
+    let started = Instant::now();
+    let (accepted, _) = rig::saturate(&url, &load, CONCURRENCY).await?;
+    ensure!(accepted == n, "the edge accepted {accepted} of {n}");
+    let done = until(
+        "every message at the Genesys simulator",
+        Duration::from_secs(600),
+        arrived(200 + n as usize),
+    )
+    .await?;
+    let sustained = n as f64 / (done - started).as_secs_f64();
+
+    let half = sustained / 2.0;
+    let count = scaled(half * 10.0, scale.min(1.0), 100);
+    let load = rig::texts(count, 2_000);
+    let due: Mutex<HashMap<String, Instant>> = Mutex::new(HashMap::new());
+    let http = client(4_096)?;
+    let before = genesys.message_count();
+    let report = open_loop(half, count, 4_096, &indicatif::ProgressBar::hidden(), |i| {
+        let webhook = &load[i as usize];
+        due.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(webhook.wamid.clone(), Instant::now());
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, &webhook.signature)
+            .body(webhook.body.clone())
+    })
+    .await?;
+    ensure!(
+        report.accepted == count,
+        "at half load the edge accepted {} of {count}",
+        report.accepted
+    );
+    until(
+        "every half-load message at the Genesys simulator",
+        Duration::from_secs(300),
+        arrived(before + count as usize),
+    )
+    .await?;
+    let due = due.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
+    for message in genesys.messages() {
+        let sent = message
+            .message
+            .channel
+            .message_id
+            .as_ref()
+            .and_then(|wamid| due.get(wamid));
+        if let Some(sent) = sent {
+            latency.record((message.at - *sent).as_micros().max(1) as u64)?;
+        }
+    }
+    ensure!(
+        latency.len() == count,
+        "{} of {count} half-load messages matched",
+        latency.len()
+    );
+    rig::stop(node).await?;
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1_000.0;
+
+    Ok(Outcome {
+        bench: Bench::E2e,
+        ratios: vec![Ratio {
+            what: "webhook → Genesys p99 at half load vs the goal".into(),
+            ours: ms(0.99),
+            baseline: P99_GOAL_MS,
+            unit: "ms",
+            target: Target::AtMost(1.0),
+        }],
+        details: vec![
+            format!(
+                "sustained: {sustained:.0} events/s ({n} customer texts from 2 000 conversations, {CONCURRENCY} connections)"
+            ),
+            format!(
+                "at half load ({half:.0}/s, {count} texts, open loop): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; edge answer p99 {:.2} ms",
+                ms(0.5),
+                ms(0.9),
+                ms(0.99),
+                latency.max() as f64 / 1_000.0,
+                report.percentile_ms(0.99)
+            ),
+        ],
+    })
+}

@@ -1,0 +1,279 @@
+//! `wabaflow bench`: how fast wabaflow is on this machine, each number next to a baseline measured
+//! in the same run, on the same services, with the same load tool.
+//!
+//! | benchmark    | wabaflow                                   | baseline                             | target          |
+//! |--------------|--------------------------------------------|--------------------------------------|-----------------|
+//! | `ingest`     | Meta edge: webhooks/s (signature, split, Kafka ack) | bare axum handler answering 200 | ≥ 0.3×, ≥ 25 000/s |
+//! | `stage`      | dedupe (Redis) and transform: events per CPU-second | consume → produce copy, same topics | ≥ 0.5×     |
+//! | `e2e`        | webhook → Genesys simulator: events/s; p99 at half of it | the 50 ms target            | p99 ≤ 50 ms     |
+//! | `sender`     | `sink:whatsapp` sends/s against the Meta simulator | bare HTTP client loop, same endpoint | ≥ 0.25×   |
+//! | `clickhouse` | `sink:clickhouse` rows/s                    | `clickhouse-client` inserting the same rows | ≥ 0.6×    |
+//! | `memory`     | peak RSS of every role, one process each, under load | 64 MiB                      | ≤ 1×            |
+//!
+//! The simulators' rate limits are raised so that wabaflow, not a simulator, is measured. Every
+//! benchmark checks that its work was done (every event arrived) before it reports a number.
+//! `--scale` multiplies the volumes: `cargo test` runs them all at a tiny scale so they cannot rot;
+//! `scripts/bench.sh` runs them at full scale on a release build.
+
+mod clickhouse;
+mod e2e;
+mod ingest;
+mod memory;
+mod rig;
+mod sender;
+mod stage;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wabaflow_pipeline::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    Ingest,
+    Stage,
+    E2e,
+    Sender,
+    Clickhouse,
+    Memory,
+}
+
+impl Bench {
+    pub const ALL: [Bench; 6] = [
+        Bench::Ingest,
+        Bench::Stage,
+        Bench::E2e,
+        Bench::Sender,
+        Bench::Clickhouse,
+        Bench::Memory,
+    ];
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Benchmarks to run (all when none is named).
+    #[arg(value_enum)]
+    pub only: Vec<Bench>,
+    /// Multiplies every volume: 1 is the published run, 0.02 a smoke run.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+}
+
+/// Which way a ratio must go.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    fn met(self, value: f64) -> bool {
+        match self {
+            Target::AtLeast(limit) => value >= limit,
+            Target::AtMost(limit) => value <= limit,
+        }
+    }
+}
+
+/// One compared number: wabaflow's against its baseline's.
+#[derive(Debug, Clone)]
+pub struct Ratio {
+    pub what: String,
+    pub ours: f64,
+    pub baseline: f64,
+    pub unit: &'static str,
+    pub target: Target,
+}
+
+impl Ratio {
+    pub fn value(&self) -> f64 {
+        self.ours / self.baseline.max(f64::MIN_POSITIVE)
+    }
+
+    pub fn met(&self) -> bool {
+        self.target.met(self.value())
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sign, limit) = match self.target {
+            Target::AtLeast(limit) => ("≥", limit),
+            Target::AtMost(limit) => ("≤", limit),
+        };
+        write!(
+            f,
+            "{}: {} vs {} {}: ratio {:.2}× (target {sign} {limit}×) {}",
+            self.what,
+            human(self.ours),
+            human(self.baseline),
+            self.unit,
+            self.value(),
+            if self.met() { "met" } else { "MISSED" }
+        )
+    }
+}
+
+/// What one benchmark measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub bench: Bench,
+    pub ratios: Vec<Ratio>,
+    /// Supporting numbers (rates, percentiles, volumes), one per line.
+    pub details: Vec<String>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[{:?}]", self.bench)?;
+        for ratio in &self.ratios {
+            writeln!(f, "  {ratio}")?;
+        }
+        for detail in &self.details {
+            writeln!(f, "    {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the chosen benchmarks against the services in `config` (Kafka, Redis, ClickHouse, S3),
+/// printing each outcome as it completes.
+pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcome>> {
+    let chosen: Vec<Bench> = if args.only.is_empty() {
+        Bench::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    let scale = args.scale.clamp(0.001, 100.0);
+    let mut outcomes = Vec::new();
+    for bench in chosen {
+        let outcome = match bench {
+            Bench::Ingest => ingest::run(config, scale).await,
+            Bench::Stage => stage::run(config, scale).await,
+            Bench::E2e => e2e::run(config, scale).await,
+            Bench::Sender => sender::run(config, scale).await,
+            Bench::Clickhouse => clickhouse::run(config, scale).await,
+            Bench::Memory => memory::run(config, scale).await,
+        }
+        .with_context(|| format!("benchmark {bench:?}"))?;
+        println!("{outcome}");
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// `n` scaled, never below `floor`.
+fn scaled(n: f64, scale: f64, floor: u64) -> u64 {
+    ((n * scale) as u64).max(floor)
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/self/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Peak resident set size of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmHWM")?;
+    Ok(kib * 1024)
+}
+
+/// 12345.6 → "12 346"; small numbers keep two decimals.
+fn human(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        let digits = format!("{:.0}", value);
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 && c != '-' {
+                out.push(' ');
+            }
+            out.push(c);
+        }
+        out
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds; fails after `limit`.
+async fn until(
+    what: &str,
+    limit: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<tokio::time::Instant> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return Ok(tokio::time::Instant::now());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Where the benchmark's scratch files go.
+fn scratch(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("wabaflow-bench-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_read_both_ways() {
+        let faster = Ratio {
+            what: "x".into(),
+            ours: 30.0,
+            baseline: 100.0,
+            unit: "/s",
+            target: Target::AtLeast(0.3),
+        };
+        assert!(faster.met());
+        let smaller = Ratio {
+            target: Target::AtMost(0.25),
+            ..faster.clone()
+        };
+        assert!(!smaller.met());
+        assert_eq!(human(1_234_567.0), "1 234 567");
+        assert_eq!(human(0.5), "0.50");
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let before = cpu_seconds().expect("readable");
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds().expect("readable") >= before);
+        assert!(peak_rss(std::process::id()).expect("readable") > 1024 * 1024);
+    }
+}

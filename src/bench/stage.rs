@@ -1,0 +1,174 @@
+//! Stage: events per CPU-second of `stage:dedupe` (claims in Redis) and of `stage:transform`
+//! (tenant lookup, normalisation to a Genesys message) against a plain consume → produce copy
+//! between the same topics on the same broker, with the same consumer and producer settings and
+//! the same at-least-once rule (offset stored after the output's ack).
+//!
+//! Both run in this process, one after the other, on a load produced beforehand; CPU time is the
+//! process's (user + system), so the broker's and Redis' work is not counted for either.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use wabaflow_pipeline::kafka::consumer_config;
+use wabaflow_pipeline::telemetry::metrics;
+use wabaflow_pipeline::{Config, Producer, Record};
+use wabaflow_schemas::topics::{
+    DELIVERY_GENESYS, Topic, WA_INBOUND, WA_INBOUND_ENRICHED, WA_INBOUND_UNIQUE,
+};
+
+use super::rig;
+use super::{Bench, Outcome, Ratio, Target, cpu_seconds, scaled, until};
+use crate::node::Role;
+
+/// One pass over the load.
+struct Pass {
+    events: u64,
+    cpu: f64,
+    wall: Duration,
+}
+
+impl Pass {
+    fn per_cpu_second(&self) -> f64 {
+        self.events as f64 / self.cpu.max(0.01)
+    }
+
+    fn per_second(&self) -> f64 {
+        self.events as f64 / self.wall.as_secs_f64().max(1e-6)
+    }
+}
+
+pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
+    let n = scaled(20_000.0, scale, 200);
+    let mut ratios = Vec::new();
+    let mut details = vec![format!(
+        "{n} customer texts per pass, from 2 000 conversations"
+    )];
+    for (role, name, input, output) in [
+        (Role::Dedupe, "dedupe", WA_INBOUND, WA_INBOUND_UNIQUE),
+        (
+            Role::Transform,
+            "transform",
+            WA_INBOUND_ENRICHED,
+            DELIVERY_GENESYS,
+        ),
+    ] {
+        let (ours, copy) = measure(base, role, name, input, output, n).await?;
+        ratios.push(Ratio {
+            what: format!("{name} vs consume→produce copy"),
+            ours: ours.per_cpu_second(),
+            baseline: copy.per_cpu_second(),
+            unit: "events per CPU-second",
+            target: Target::AtLeast(0.5),
+        });
+        details.push(format!(
+            "{name}: {:.2} CPU-s, {:.0} events/s wall; copy: {:.2} CPU-s, {:.0} events/s wall",
+            ours.cpu,
+            ours.per_second(),
+            copy.cpu,
+            copy.per_second()
+        ));
+    }
+    Ok(Outcome {
+        bench: Bench::Stage,
+        ratios,
+        details,
+    })
+}
+
+async fn measure(
+    base: &Config,
+    role: Role,
+    name: &'static str,
+    input: Topic,
+    output: Topic,
+    n: u64,
+) -> anyhow::Result<(Pass, Pass)> {
+    let mut config = rig::isolated(base, name);
+    let sims = rig::Sims::start().await?;
+    sims.wire(&mut config);
+    wabaflow_pipeline::topics::create_all(&config.kafka).await?;
+    let events = rig::events(&rig::texts(n, 2_000))?;
+    let input = input.qualified(&config.kafka.topic_prefix);
+    let output = output.qualified(&config.kafka.topic_prefix);
+    rig::preload(&config, &input, &events).await?;
+
+    let copy = copy(&config, &input, &output, n).await?;
+
+    let m = metrics();
+    let consumed = || m.stage_consumed.with_label_values(&[name]).get();
+    let emitted = || m.stage_emitted.with_label_values(&[name]).get();
+    let (consumed_before, emitted_before) = (consumed(), emitted());
+    let cpu_before = cpu_seconds()?;
+    let node = rig::node(&config, &[role]).await?;
+    let first = until("the stage's first event", Duration::from_secs(60), || {
+        consumed() > consumed_before
+    })
+    .await?;
+    let done = until(
+        "the stage to emit every event",
+        Duration::from_secs(600),
+        || emitted() - emitted_before >= n,
+    )
+    .await?;
+    let cpu = cpu_seconds()? - cpu_before;
+    rig::stop(node).await?;
+    Ok((
+        Pass {
+            events: n,
+            cpu,
+            wall: done - first,
+        },
+        copy,
+    ))
+}
+
+/// The baseline: read `input`, write each record's key and bytes to `output`, store the offset
+/// once the broker acked the copy — a stage that does nothing.
+async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Result<Pass> {
+    let group = format!("{}bench-copy", config.kafka.topic_prefix);
+    let consumer: StreamConsumer = consumer_config(&config.kafka, &group, "copy").create()?;
+    consumer.subscribe(&[input])?;
+    let producer = Producer::new(&config.kafka)?;
+    let cpu_before = cpu_seconds()?;
+    let mut first = None;
+    let mut pending = VecDeque::new();
+    for _ in 0..n {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .context("the copy's input ran dry")??;
+        first.get_or_insert_with(tokio::time::Instant::now);
+        let record = Record::new(
+            output,
+            message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            message.payload().unwrap_or_default().to_vec(),
+        );
+        pending.push_back((
+            producer.enqueue(&record)?,
+            message.partition(),
+            message.offset(),
+        ));
+        while pending.len() > config.kafka.max_in_flight {
+            if let Some((ack, partition, offset)) = pending.pop_front() {
+                ack.acked().await?;
+                consumer.store_offset(input, partition, offset)?;
+            }
+        }
+    }
+    while let Some((ack, partition, offset)) = pending.pop_front() {
+        ack.acked().await?;
+        consumer.store_offset(input, partition, offset)?;
+    }
+    let cpu = cpu_seconds()? - cpu_before;
+    let first = first.context("the copy read nothing")?;
+    ensure!(n > 0, "empty load");
+    Ok(Pass {
+        events: n,
+        cpu,
+        wall: first.elapsed(),
+    })
+}
