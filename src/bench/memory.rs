@@ -32,7 +32,7 @@ impl Drop for Children {
     }
 }
 
-pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
+pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Result<Outcome> {
     let mut config = rig::isolated(base, "memory");
     let sims = rig::Sims::start().await?;
     sims.wire(&mut config);
@@ -48,14 +48,13 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
         &file,
         &toml::to_string(&config).context("serialising the config")?,
     )?;
-    let exe = std::env::current_exe()?;
     let mut children = Children(Vec::new());
     // The edge first: the other roles' tenant registry is written by whoever starts first, and
     // the edge is the one the load needs.
     for role in Role::ALL {
         let log =
             std::fs::File::create(dir.join(format!("{}.log", role.to_string().replace(':', "-"))))?;
-        let child = tokio::process::Command::new(&exe)
+        let child = tokio::process::Command::new(exe)
             .args(["--config"])
             .arg(&file)
             .args(["run", "--roles", &role.to_string()])
@@ -167,11 +166,9 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     let mut details = vec![format!(
         "{count} customer texts at {RATE:.0}/s from {CUSTOMERS} customers, then {replies} agent replies and their statuses; one process per role"
     )];
-    details.extend(
-        peaks
-            .iter()
-            .map(|(role, bytes)| format!("{role:<16} peak RSS {:>6.1} MiB", mib(*bytes))),
-    );
+    details.extend(peaks.iter().map(|(role, bytes)| {
+        format!("{:<16} peak RSS {:>6.1} MiB", role.to_string(), mib(*bytes))
+    }));
     Ok(Outcome {
         bench: Bench::Memory,
         ratios: vec![Ratio {

@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Multiplies every volume: 1 is the published run, 0.02 a smoke run.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
+    /// The wabaflow binary the memory benchmark starts once per role (default: this one).
+    #[arg(long)]
+    pub exe: Option<PathBuf>,
 }
 
 /// Which way a ratio must go.
@@ -147,6 +150,10 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
         args.only.clone()
     };
     let scale = args.scale.clamp(0.001, 100.0);
+    let exe = match &args.exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().context("locating this binary")?,
+    };
     let mut outcomes = Vec::new();
     for bench in chosen {
         let outcome = match bench {
@@ -155,7 +162,7 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
             Bench::E2e => e2e::run(config, scale).await,
             Bench::Sender => sender::run(config, scale).await,
             Bench::Clickhouse => clickhouse::run(config, scale).await,
-            Bench::Memory => memory::run(config, scale).await,
+            Bench::Memory => memory::run(config, scale, &exe).await,
         }
         .with_context(|| format!("benchmark {bench:?}"))?;
         println!("{outcome}");
