@@ -6,18 +6,28 @@
 #   scripts/bench.sh ingest e2e           some of them
 #   scripts/bench.sh --scale 0.2          a lighter run
 #
-# tansu keeps everything in memory, so the broker is restarted first for a clean, equal start;
-# the services are stopped at the end unless KEEP_SERVICES=1.
+# tansu keeps every record in memory and slows down as it fills, so each benchmark starts on a
+# freshly started broker (and fresh Redis and ClickHouse); the services are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wabaflow-target}
 
-scripts/services.sh down >/dev/null 2>&1 || true
-scripts/services.sh up
-if [[ ${KEEP_SERVICES:-0} != 1 ]]; then
-  trap 'scripts/services.sh down' EXIT
-fi
+benches=()
+options=()
+while (($#)); do
+  case $1 in
+    --scale) options+=("$1" "$2"); shift 2 ;;
+    --*) options+=("$1"); shift ;;
+    *) benches+=("$1"); shift ;;
+  esac
+done
+((${#benches[@]})) || benches=(ingest stage e2e sender clickhouse memory)
 
 cargo build --release --bin wabaflow
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%FT%TZ)"
-"$CARGO_TARGET_DIR/release/wabaflow" bench "$@"
+trap 'scripts/services.sh down >/dev/null 2>&1 || true' EXIT
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+for bench in "${benches[@]}"; do
+  scripts/services.sh down >/dev/null 2>&1 || true
+  scripts/services.sh up >/dev/null
+  "$CARGO_TARGET_DIR/release/wabaflow" bench "$bench" "${options[@]}"
+done

@@ -10,6 +10,11 @@ use wabaflow_pipeline::{Config, Shutdown};
 use wabaflow::node::{Node, Role};
 use wabaflow::{demo, sim};
 
+/// mimalloc: every event is decoded, re-encoded and copied through several small buffers, and
+/// glibc's malloc was a sixth of the CPU profile of a stage (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wabaflow",

@@ -16,7 +16,11 @@ fn scripts(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_k6_script_parses() {
-    if std::process::Command::new("node").arg("--version").output().is_err() {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("node is not installed: the k6 scripts were not checked");
         return;
     }
