@@ -84,6 +84,8 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
         &events,
     )
     .await?;
+    let topic = WA_INBOUND_MAPPED.qualified(&config.kafka.topic_prefix);
+    let ceiling = rig::read_ceiling(&config, &topic, n).await?;
     let ours = ClickHouseClient::new(&config.clickhouse)?;
     let consumed = || {
         metrics()
@@ -123,10 +125,16 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
             unit: "rows/s",
             target: Target::AtLeast(0.6),
         }],
-        details: vec![format!(
-            "{n} message_events rows; the sink in batches of up to {} rows (or {} ms), clickhouse-client in one insert",
-            config.clickhouse.batch_max_rows, config.clickhouse.batch_max_age_ms
-        )],
+        details: vec![
+            format!(
+                "{n} message_events rows; the sink in batches of up to {} rows (or {} ms), clickhouse-client in one insert",
+                config.clickhouse.batch_max_rows, config.clickhouse.batch_max_age_ms
+            ),
+            format!(
+                "a bare consumer reads the same topic at {:.0} records/s: the broker's ceiling for any sink",
+                rate(ceiling)
+            ),
+        ],
     })
 }
 

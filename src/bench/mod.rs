@@ -108,7 +108,7 @@ impl fmt::Display for Ratio {
         };
         write!(
             f,
-            "{}: {} vs {} {}: ratio {:.2}× (target {sign} {limit}×) {}",
+            "{}: {} vs {} {}: ratio {:.3}× (target {sign} {limit}×) {}",
             self.what,
             human(self.ours),
             human(self.baseline),

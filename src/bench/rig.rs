@@ -209,3 +209,21 @@ pub fn webhook_url(node: &Node) -> anyhow::Result<String> {
         node.ingest_addr.context("the node has no ingest role")?
     ))
 }
+
+/// How fast a bare consumer (the runners' consumer settings) reads `n` records of `topic`, first
+/// record to last: the broker's read ceiling for any sink on this machine.
+pub async fn read_ceiling(config: &Config, topic: &str, n: u64) -> anyhow::Result<Duration> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let group = format!("{}bench-reader", config.kafka.topic_prefix);
+    let consumer: StreamConsumer =
+        wabaflow_pipeline::kafka::consumer_config(&config.kafka, &group, "reader").create()?;
+    consumer.subscribe(&[topic])?;
+    let mut first = None;
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .context("the topic ran dry")??;
+        first.get_or_insert_with(std::time::Instant::now);
+    }
+    Ok(first.map(|f| f.elapsed()).unwrap_or_default())
+}

@@ -51,7 +51,16 @@ impl RedisStore {
     /// Connects to `url` (`redis://127.0.0.1:6379`); every key is stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let connection = client.get_connection_manager().await.map_err(unavailable)?;
+        // redis-rs answers "timed out" after 500 ms by default. One multiplexed connection carries
+        // every concurrent claim of a process (a runner keeps up to `max_in_flight` conversations
+        // in flight), and under a CPU-bound load replies queue up longer than that: the sender
+        // benchmark saw dozens of spurious timeouts, each a retry. 5 s still catches a dead Redis.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let connection = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),

@@ -94,7 +94,8 @@ impl ClickHouseClient {
         }
         let mut body = Vec::with_capacity(rows.len() * 256);
         for row in rows {
-            body.extend_from_slice(row.to_string().as_bytes());
+            serde_json::to_writer(&mut body, row)
+                .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
             body.push(b'\n');
         }
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
