@@ -154,6 +154,8 @@ impl<S: Stage> StageRunner<S> {
                         processing.push(self.handle(key, next, shutdown));
                     }
                 }
+                // Not polling while the window is full is the backpressure: librdkafka's prefetch
+                // queue (bounded by `queued.max.messages.kbytes`) fills and it stops fetching.
                 message = consumer.recv(), if room => {
                     let message = match message {
                         Ok(message) => message.detach(),
@@ -172,8 +174,6 @@ impl<S: Stage> StageRunner<S> {
                         processing.push(self.handle(key, message, shutdown));
                     }
                 }
-                // Not polling while the window is full is the backpressure: librdkafka's prefetch
-                // queue (bounded by `queued.max.messages.kbytes`) fills and it stops fetching.
                 else => break,
             }
         }
