@@ -19,7 +19,7 @@ use crate::replay::{client, open_loop};
 
 const CONCURRENCY: usize = 64;
 const P99_GOAL_MS: f64 = 50.0;
-pub const INBOUND_CHAIN: [Role; 6] = [
+const INBOUND_CHAIN: [Role; 6] = [
     Role::Ingest,
     Role::Dedupe,
     Role::Map,

@@ -157,6 +157,8 @@ pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Re
         peaks.push((*role, peak_rss(pid)?));
     }
     drop(children);
+    // The logs stay behind only when something failed (the early returns above).
+    let _ = std::fs::remove_dir_all(&dir);
     let (worst_role, worst) = peaks
         .iter()
         .max_by_key(|(_, bytes)| *bytes)
