@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
-use wabaflow_ingest::meta::SIGNATURE_HEADER;
 use wabaflow_pipeline::Config;
 
 use super::rig;
@@ -72,10 +71,7 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
         due.lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(webhook.wamid.clone(), Instant::now());
-        http.post(&url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, &webhook.signature)
-            .body(webhook.body.clone())
+        webhook.post(&http, &url)
     })
     .await?;
     ensure!(

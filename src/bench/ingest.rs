@@ -6,7 +6,6 @@ use anyhow::{Context as _, ensure};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use wabaflow_ingest::meta::SIGNATURE_HEADER;
 use wabaflow_pipeline::{Config, Record};
 use wabaflow_schemas::topics::{WA_INBOUND, WEBHOOKS_RAW};
 
@@ -110,10 +109,7 @@ async fn at_rate(url: &str, rate: f64, count: u64) -> anyhow::Result<Report> {
     let http = client(4_096)?;
     open_loop(rate, count, 4_096, &indicatif::ProgressBar::hidden(), |n| {
         let webhook = &webhooks[n as usize];
-        http.post(url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, &webhook.signature)
-            .body(webhook.body.clone())
+        webhook.post(&http, url)
     })
     .await
     .context("open-loop load")

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use futures::StreamExt;
-use wabaflow_ingest::meta::SIGNATURE_HEADER;
 use wabaflow_pipeline::Config;
 use wabaflow_sims::genesys::agent::AgentDriver;
 
@@ -95,10 +94,7 @@ pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Re
     let texts = rig::texts(count, CUSTOMERS);
     let report = open_loop(RATE, count, 4_096, &indicatif::ProgressBar::hidden(), |i| {
         let webhook = &texts[i as usize];
-        http.post(&url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, &webhook.signature)
-            .body(webhook.body.clone())
+        webhook.post(&http, &url)
     })
     .await?;
     ensure!(

@@ -110,6 +110,16 @@ pub struct Signed {
     pub wamid: String,
 }
 
+impl Signed {
+    /// The POST Meta would make with this webhook.
+    pub fn post(&self, http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+        http.post(url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, &self.signature)
+            .body(self.body.clone())
+    }
+}
+
 /// `n` customer texts, one webhook each, from `customers` distinct customers in turn.
 pub fn texts(n: u64, customers: u64) -> Vec<Signed> {
     let number = BusinessNumber::new("200300400500600", PHONE_NUMBER_ID, "15550001111");
@@ -183,13 +193,7 @@ pub async fn saturate(
         .for_each_concurrent(concurrency, |webhook| {
             let (http, accepted) = (http.clone(), accepted.clone());
             async move {
-                let answer = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header(SIGNATURE_HEADER, &webhook.signature)
-                    .body(webhook.body.clone())
-                    .send()
-                    .await;
+                let answer = webhook.post(&http, url).send().await;
                 if answer.is_ok_and(|a| a.status().is_success()) {
                     accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
