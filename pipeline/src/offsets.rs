@@ -11,25 +11,32 @@ use crate::stage::Origin;
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    /// Per (topic, partition): every started and not yet stored offset, and whether it finished.
-    partitions: HashMap<(String, i32), BTreeMap<i64, bool>>,
+    /// Per topic and partition: every started and not yet stored offset, and whether it finished.
+    topics: HashMap<String, HashMap<i32, BTreeMap<i64, bool>>>,
 }
 
 impl OffsetTracker {
     /// A record was read and its work is starting.
     pub fn start(&mut self, origin: &Origin) {
-        self.partitions
-            .entry((origin.topic.clone(), origin.partition))
-            .or_default()
-            .insert(origin.offset, false);
+        // Looked up by reference: the topic is allocated once, not per record.
+        if !self.topics.contains_key(&origin.topic) {
+            self.topics.insert(origin.topic.clone(), HashMap::new());
+        }
+        if let Some(partitions) = self.topics.get_mut(&origin.topic) {
+            partitions
+                .entry(origin.partition)
+                .or_default()
+                .insert(origin.offset, false);
+        }
     }
 
     /// A record's work is finished. Returns the offset to store for its partition, if the
     /// partition's oldest unfinished record moved.
     pub fn finish(&mut self, origin: &Origin) -> Option<i64> {
         let offsets = self
-            .partitions
-            .get_mut(&(origin.topic.clone(), origin.partition))?;
+            .topics
+            .get_mut(&origin.topic)?
+            .get_mut(&origin.partition)?;
         *offsets.get_mut(&origin.offset)? = true;
         let mut stored = None;
         while let Some(entry) = offsets.first_entry() {
@@ -43,7 +50,11 @@ impl OffsetTracker {
 
     /// Records started and not yet finished or stored.
     pub fn open(&self) -> usize {
-        self.partitions.values().map(BTreeMap::len).sum()
+        self.topics
+            .values()
+            .flat_map(HashMap::values)
+            .map(BTreeMap::len)
+            .sum()
     }
 }
 
