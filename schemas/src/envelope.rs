@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::billing::UsageRecord;
 use crate::genesys::{InboundMessage, OutboundMessage, Receipt};
 use crate::meta::{Contact, Message, MetaError, Status};
+use crate::tag_first::tag_first;
 use crate::whatsapp::SendRequest;
 
 /// Version of the envelope schema written by this build. Readers accept this version and below.
@@ -94,90 +95,93 @@ pub struct Envelope {
     pub event: Event,
 }
 
-/// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    /// A customer's message to a business number.
-    MetaMessage {
-        phone_number_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        display_phone_number: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        contact: Option<Contact>,
-        message: Box<Message>,
-        /// The message's media, downloaded from Meta and stored by the media stage.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        media: Option<StoredMedia>,
-    },
-    /// A delivery status of a message the business sent.
-    MetaStatus {
-        phone_number_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        contact: Option<Contact>,
-        status: Box<Status>,
-    },
-    /// A value-level (system/app) error about a number.
-    MetaError {
-        phone_number_id: String,
-        error: MetaError,
-    },
-    /// Any other webhook field (template, account, quality, preferences, echoes, …).
-    MetaChange {
-        waba_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        field: Option<String>,
-        value: Value,
-    },
-    /// A customer message, normalized for Genesys, ready for `sink:genesys`.
-    GenesysInbound {
-        integration_id: String,
-        /// The wamid it was made from (also `message.channel.messageId`).
-        wamid: String,
-        message: Box<InboundMessage>,
-    },
-    /// An agent's reply, as Genesys posted it; `reply` is filled by the (outbound) mapping stage.
-    GenesysOutbound {
-        integration_id: String,
-        message: Box<OutboundMessage>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reply: Option<Reply>,
-        /// The attachment, fetched from Genesys and stored by the media stage.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        media: Option<StoredMedia>,
-    },
-    /// A message to send through the Cloud API (`wa.send.v1`).
-    WhatsAppSend {
-        phone_number_id: String,
-        /// The effect's identity: `send:genesys:{genesys message id}` for agent replies.
-        send_key: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        genesys_message_id: Option<String>,
-        /// Whether the 24-hour customer-service window was open when the reply was mapped.
-        window_open: bool,
-        request: Box<SendRequest>,
-    },
-    /// What became of a send (`wa.send-results.v1`).
-    SendResult {
-        phone_number_id: String,
-        send_key: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        genesys_message_id: Option<String>,
-        recipient: String,
-        /// The send's `type` (`text`, `template`, `document`, …).
-        #[serde(default)]
-        message_type: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        wamid: Option<String>,
-        outcome: SendOutcome,
-    },
-    /// A delivery receipt for Genesys (`delivery.genesys.v1`).
-    GenesysReceipt {
-        integration_id: String,
-        receipt: Box<Receipt>,
-    },
-    /// A metered unit of usage (`billing.usage.v1`).
-    Usage { usage: Box<UsageRecord> },
+tag_first! {
+    tag = "kind";
+    /// What happened. Written with its `kind` first, and read tag first ([`tag_first!`]).
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum Event {
+        /// A customer's message to a business number.
+        MetaMessage {
+            phone_number_id: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            display_phone_number: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            contact: Option<Contact>,
+            message: Box<Message>,
+            /// The message's media, downloaded from Meta and stored by the media stage.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            media: Option<StoredMedia>,
+        },
+        /// A delivery status of a message the business sent.
+        MetaStatus {
+            phone_number_id: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            contact: Option<Contact>,
+            status: Box<Status>,
+        },
+        /// A value-level (system/app) error about a number.
+        MetaError {
+            phone_number_id: String,
+            error: MetaError,
+        },
+        /// Any other webhook field (template, account, quality, preferences, echoes, …).
+        MetaChange {
+            waba_id: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            field: Option<String>,
+            value: Value,
+        },
+        /// A customer message, normalized for Genesys, ready for `sink:genesys`.
+        GenesysInbound {
+            integration_id: String,
+            /// The wamid it was made from (also `message.channel.messageId`).
+            wamid: String,
+            message: Box<InboundMessage>,
+        },
+        /// An agent's reply, as Genesys posted it; `reply` is filled by the (outbound) mapping stage.
+        GenesysOutbound {
+            integration_id: String,
+            message: Box<OutboundMessage>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            reply: Option<Reply>,
+            /// The attachment, fetched from Genesys and stored by the media stage.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            media: Option<StoredMedia>,
+        },
+        /// A message to send through the Cloud API (`wa.send.v1`).
+        WhatsAppSend {
+            phone_number_id: String,
+            /// The effect's identity: `send:genesys:{genesys message id}` for agent replies.
+            send_key: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            genesys_message_id: Option<String>,
+            /// Whether the 24-hour customer-service window was open when the reply was mapped.
+            window_open: bool,
+            request: Box<SendRequest>,
+        },
+        /// What became of a send (`wa.send-results.v1`).
+        SendResult {
+            phone_number_id: String,
+            send_key: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            genesys_message_id: Option<String>,
+            recipient: String,
+            /// The send's `type` (`text`, `template`, `document`, …).
+            #[serde(default)]
+            message_type: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            wamid: Option<String>,
+            outcome: SendOutcome,
+        },
+        /// A delivery receipt for Genesys (`delivery.genesys.v1`).
+        GenesysReceipt {
+            integration_id: String,
+            receipt: Box<Receipt>,
+        },
+        /// A metered unit of usage (`billing.usage.v1`).
+        Usage { usage: Box<UsageRecord> },
+    }
 }
 
 /// Where an agent's reply goes.

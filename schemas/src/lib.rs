@@ -11,6 +11,7 @@ pub mod flex;
 pub mod genesys;
 pub mod meta;
 pub mod secret;
+mod tag_first;
 pub mod tenant;
 pub mod topics;
 pub mod whatsapp;
