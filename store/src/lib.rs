@@ -62,6 +62,24 @@ pub trait StateStore: Send + Sync + 'static {
     /// Claims `key` for `owner` for `ttl`, atomically. See [`Claim`].
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError>;
 
+    /// Claims `key` like [`claim`](Self::claim) and, when the claim proceeds, reads every field
+    /// of the record at `record` in the same atomic step (one round trip for a sender that
+    /// needs both). The fields are empty for a claim that does not proceed.
+    async fn claim_with_fields(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        record: &str,
+    ) -> Result<(Claim, HashMap<String, String>), StoreError> {
+        let claim = self.claim(key, owner, ttl).await?;
+        let fields = match claim.proceeds() {
+            true => self.fields(record).await?,
+            false => HashMap::new(),
+        };
+        Ok((claim, fields))
+    }
+
     /// Marks `owner`'s claim on `key` as completed, keeping its expiry. A claim held by another
     /// owner is left alone.
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError>;

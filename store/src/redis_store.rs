@@ -1,7 +1,7 @@
 //! The Redis store: single-node production and the store the integration tests run against.
 //!
-//! Claims are one Lua script (GET, then SET … PX if absent), so concurrent claimers on any number
-//! of wabaflow processes see exactly one `New`. Values are strings, records are hashes (HSET sets
+//! Claims are one Lua script (GET, then SET … PX if absent; optionally reading a record too), so
+//! concurrent claimers on any number of wabaflow processes see exactly one `New`. Values are strings, records are hashes (HSET sets
 //! only the given fields). Keys are namespaced by a prefix.
 
 use std::collections::HashMap;
@@ -13,16 +13,33 @@ use redis::{AsyncCommands, Script};
 
 use crate::{Claim, StateStore, StoreError, completed, pending};
 
-const CLAIM: &str = r"
+/// The claim's step, shared by the scripts that claim: sets `found` to 0 (new, now claimed),
+/// 1 (resumed), 2 (completed) or 3 (taken).
+macro_rules! claim_step {
+    () => {
+        r"
+local found = 3
 local current = redis.call('GET', KEYS[1])
 if not current then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-  return 0
+  found = 0
+elseif current == ARGV[1] then found = 1
+elseif current == ARGV[2] then found = 2
 end
-if current == ARGV[1] then return 1 end
-if current == ARGV[2] then return 2 end
-return 3
-";
+"
+    };
+}
+
+const CLAIM: &str = concat!(claim_step!(), "return found");
+
+/// A claim and, when it proceeds, the record of KEYS[2].
+const CLAIM_WITH_FIELDS: &str = concat!(
+    claim_step!(),
+    r"
+if found > 1 then return {found, {}} end
+return {found, redis.call('HGETALL', KEYS[2])}
+"
+);
 
 const ADD_ONCE: &str = r"
 if redis.call('SET', KEYS[1], '1', 'NX') then
@@ -43,6 +60,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     claim: Script,
+    claim_with_fields: Script,
     complete: Script,
     add_once: Script,
 }
@@ -65,6 +83,7 @@ impl RedisStore {
             connection,
             prefix: prefix.to_owned(),
             claim: Script::new(CLAIM),
+            claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
             complete: Script::new(COMPLETE),
             add_once: Script::new(ADD_ONCE),
         })
@@ -77,6 +96,16 @@ impl RedisStore {
 
 fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
+}
+
+/// What the claim step's `found` means.
+fn claim_of(found: i64) -> Claim {
+    match found {
+        0 => Claim::New,
+        1 => Claim::Resumed,
+        2 => Claim::Completed,
+        _ => Claim::Taken,
+    }
 }
 
 #[async_trait]
@@ -92,12 +121,28 @@ impl StateStore for RedisStore {
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
-        Ok(match found {
-            0 => Claim::New,
-            1 => Claim::Resumed,
-            2 => Claim::Completed,
-            _ => Claim::Taken,
-        })
+        Ok(claim_of(found))
+    }
+
+    async fn claim_with_fields(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        record: &str,
+    ) -> Result<(Claim, HashMap<String, String>), StoreError> {
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let (found, fields): (i64, HashMap<String, String>) = self
+            .claim_with_fields
+            .key(self.key(key))
+            .key(self.key(record))
+            .arg(pending(owner))
+            .arg(completed(owner))
+            .arg(ttl_ms)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((claim_of(found), fields))
     }
 
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {

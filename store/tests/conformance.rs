@@ -41,6 +41,41 @@ async fn claim_protocol(store: &dyn StateStore) {
     );
 }
 
+/// A claim and its record read in one step agree with the two read apart.
+async fn claim_with_fields(store: &dyn StateStore) {
+    let id = uuid::Uuid::now_v7();
+    let (key, record) = (format!("claim:{id}"), format!("send:{id}"));
+    let ttl = Duration::from_secs(60);
+    let (claim, fields) = store
+        .claim_with_fields(&key, "p0@1", ttl, &record)
+        .await
+        .expect("claim");
+    assert_eq!((claim, fields.len()), (Claim::New, 0));
+    store
+        .set_fields(&record, &[("attempt", "1"), ("wamid", "wamid.A")])
+        .await
+        .expect("set");
+    let (claim, fields) = store
+        .claim_with_fields(&key, "p0@1", ttl, &record)
+        .await
+        .expect("claim");
+    assert_eq!(claim, Claim::Resumed);
+    assert_eq!(fields.get("wamid").map(String::as_str), Some("wamid.A"));
+    assert_eq!(fields.get("attempt").map(String::as_str), Some("1"));
+    // A duplicate learns nothing of the record it does not own.
+    let (claim, fields) = store
+        .claim_with_fields(&key, "p2@7", ttl, &record)
+        .await
+        .expect("claim");
+    assert_eq!((claim, fields.len()), (Claim::Taken, 0));
+    store.complete(&key, "p0@1").await.expect("complete");
+    let (claim, fields) = store
+        .claim_with_fields(&key, "p0@1", ttl, &record)
+        .await
+        .expect("claim");
+    assert_eq!((claim, fields.len()), (Claim::Completed, 0));
+}
+
 async fn claims_expire(store: &dyn StateStore) {
     let key = format!("dedupe:{}", uuid::Uuid::now_v7());
     assert_eq!(
@@ -166,6 +201,7 @@ async fn suite(store: Arc<dyn StateStore>) {
     counters_move_once_per_marker(&*store).await;
     values_and_records(&*store).await;
     claim_protocol(&*store).await;
+    claim_with_fields(&*store).await;
     claims_expire(&*store).await;
     concurrent_claimers_see_one_winner(store).await;
 }
