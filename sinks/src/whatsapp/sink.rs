@@ -129,16 +129,15 @@ impl Stage for WhatsAppSink {
         let claim_key = format!("claim:{send_key}");
         let record_key = format!("send:{send_key}");
         let owner = cx.origin.to_string();
-        let claim = self
+        let (claim, record) = self
             .store
-            .claim(&claim_key, &owner, self.claim_ttl)
+            .claim_with_fields(&claim_key, &owner, self.claim_ttl, &record_key)
             .await
             .map_err(unavailable)?;
         let outcome = match claim {
             Claim::Taken => return Ok(Outcome::Discard("duplicate")),
             Claim::Completed => return Ok(Outcome::Discard("replayed")),
             Claim::Resumed | Claim::New => {
-                let record = self.store.fields(&record_key).await.map_err(unavailable)?;
                 if let Some(wamid) = record.get("wamid") {
                     Some((
                         Some(wamid.clone()),
@@ -201,16 +200,6 @@ impl Stage for WhatsAppSink {
                             .message_status
                             .clone()
                             .unwrap_or_else(|| "accepted".into());
-                        self.store
-                            .set_fields(
-                                &record_key,
-                                &[
-                                    ("wamid", sent.id.as_str()),
-                                    ("message_status", status.as_str()),
-                                ],
-                            )
-                            .await
-                            .map_err(unavailable)?;
                         let mut fields = vec![
                             ("conversation", envelope.conversation_key.as_str()),
                             ("tenant", tenant_id),
@@ -221,10 +210,16 @@ impl Stage for WhatsAppSink {
                         if let Some(id) = genesys_message_id {
                             fields.push(("genesys_message_id", id.as_str()));
                         }
-                        self.records
-                            .track(&sent.id, &fields)
-                            .await
-                            .map_err(unavailable)?;
+                        // The send record and the message's tracking, written side by side.
+                        let sent_fields = [
+                            ("wamid", sent.id.as_str()),
+                            ("message_status", status.as_str()),
+                        ];
+                        tokio::try_join!(
+                            self.store.set_fields(&record_key, &sent_fields),
+                            self.records.track(&sent.id, &fields),
+                        )
+                        .map_err(unavailable)?;
                         (
                             Some(sent.id.clone()),
                             SendOutcome::Accepted {
