@@ -1,8 +1,10 @@
 //! The ClickHouse sink: [`ClickHouseClient`] (HTTP interface, migrations) and [`ClickHouseSink`]
 //! (the batch feeds from the event topics into the analytics tables).
 
+mod rows;
 mod service;
 mod sink;
 
+pub use rows::{Row, row};
 pub use service::{ClickHouseClient, ClickHouseError, MIGRATIONS};
-pub use sink::{ClickHouseSink, Feed, rows};
+pub use sink::{ClickHouseSink, Feed};

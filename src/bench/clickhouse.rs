@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use wabaflow_pipeline::Config;
 use wabaflow_pipeline::telemetry::metrics;
 use wabaflow_schemas::topics::WA_INBOUND_MAPPED;
-use wabaflow_sinks::clickhouse::{ClickHouseClient, rows};
+use wabaflow_sinks::clickhouse::{ClickHouseClient, row};
 
 use super::rig;
 use super::{Bench, Outcome, Ratio, Target, scaled, until};
@@ -37,7 +37,7 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     let now = chrono::Utc::now();
     let mut body = Vec::new();
     for event in &events {
-        for (_, row) in rows(event, now) {
+        if let Some(row) = row(event, now) {
             serde_json::to_writer(&mut body, &row)?;
             body.push(b'\n');
         }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
 use wabaflow_pipeline::config::ClickHouseConfig;
 
 /// The migrations, in order.
@@ -88,7 +88,11 @@ impl ClickHouseClient {
     }
 
     /// Inserts `rows` (JSON objects) into `table` of the database, in one request.
-    pub async fn insert(&self, table: &str, rows: &[Value]) -> Result<(), ClickHouseError> {
+    pub async fn insert<R: Serialize>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<(), ClickHouseError> {
         if rows.is_empty() {
             return Ok(());
         }
