@@ -2,11 +2,13 @@
 //! archive now, ClickHouse next) — at least once, with offsets that never pass an unwritten record.
 //!
 //! Records accumulate until `max_records` or until the oldest is `max_age` old; the batch is then
-//! written, retried with backoff while the service is unavailable (the runner stops reading
-//! meanwhile: backpressure, nothing skipped), and only after the write succeeded are the offsets
-//! of its records stored (auto-committed every second, committed synchronously on revoke and
-//! shutdown). A crash replays the records since the last commit, so a sink's write must be
-//! idempotent for the same records — the archive writes the same object key again.
+//! written while the next one gathers — one write at a time, so batches are written and their
+//! offsets stored in order. A write is retried with backoff while the service is unavailable (once
+//! the next batch is full too the runner stops reading: backpressure, nothing skipped), and only
+//! after it succeeded are the offsets of its records stored (auto-committed every second,
+//! committed synchronously on revoke and shutdown). A crash replays the records since the last
+//! commit, so a sink's write must be idempotent for the same records — the archive writes the
+//! same object key again.
 //!
 //! A retry that lasts longer than `max.poll.interval.ms` (5 minutes) makes librdkafka leave the
 //! group; the partitions then move, and the records are written by their next owner.
@@ -15,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wabaflow_schemas::Topic;
 
 use crate::backoff::Backoff;
@@ -125,14 +128,22 @@ impl<S: BatchSink> BatchRunner<S> {
 
         let mut batch: Vec<RawRecord> = Vec::new();
         let mut oldest: Option<Instant> = None;
+        // The previous batch's write, running while the next batch is gathered. One at a time,
+        // so batches are written, and their offsets stored, in order.
+        let mut writing: Option<BoxFuture<'_, Result<bool, RunnerError>>> = None;
         let outcome = loop {
             let deadline = oldest.map(|at| at + self.limits.max_age);
             let trigger = tokio::select! {
-                _ = shutdown.cancelled() => {
-                    if batch.is_empty() {
-                        break Ok(());
+                biased;
+                _ = shutdown.cancelled() => "shutdown",
+                written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                    writing = None;
+                    match written {
+                        Ok(true) => continue,
+                        // Interrupted by shutdown: that batch stays unwritten and uncommitted.
+                        Ok(false) => break Ok(()),
+                        Err(err) => break Err(err),
                     }
-                    "shutdown"
                 }
                 _ = sleep_until(deadline) => "age",
                 message = consumer.recv() => match message {
@@ -151,18 +162,38 @@ impl<S: BatchSink> BatchRunner<S> {
                     }
                 },
             };
-            match self.flush(&consumer, &batch, trigger, shutdown).await {
-                Ok(true) => {
-                    batch.clear();
-                    oldest = None;
-                    if trigger == "shutdown" {
-                        break Ok(());
-                    }
+            // A batch is ready: wait for the write before it (reading stops meanwhile), then
+            // write this one while the next is gathered.
+            if let Some(previous) = writing.take() {
+                match previous.await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(err) => break Err(err),
                 }
-                // Interrupted by shutdown: the batch stays unwritten and uncommitted.
-                Ok(false) => break Ok(()),
-                Err(err) => break Err(err),
             }
+            if trigger == "shutdown" {
+                if batch.is_empty() {
+                    break Ok(());
+                }
+                match self.flush(&consumer, &batch, trigger, shutdown).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        debug!(
+                            sink = name,
+                            records = batch.len(),
+                            "shutdown left a batch unwritten"
+                        )
+                    }
+                    Err(err) => break Err(err),
+                }
+                break Ok(());
+            }
+            let ready = std::mem::take(&mut batch);
+            oldest = None;
+            let consumer = &consumer;
+            writing = Some(Box::pin(async move {
+                self.flush(consumer, &ready, trigger, shutdown).await
+            }));
         };
         commit(&consumer, name);
         self.health.set(&health_key(name), false);
