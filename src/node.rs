@@ -143,6 +143,18 @@ impl Node {
         let health = Health::default();
         let producer = Producer::new(&config.kafka).context("creating the Kafka producer")?;
         let mut tasks = JoinSet::new();
+        // Not ready before the producer has its id: an edge would hold every webhook until then.
+        health.set("kafka:producer", false);
+        tasks.spawn({
+            let (producer, health, shutdown) = (producer.clone(), health.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = producer.ready() => health.set("kafka:producer", true),
+                    _ = shutdown.cancelled() => {}
+                }
+                Ok(())
+            }
+        });
 
         let admin = TcpListener::bind(config.admin.listen)
             .await

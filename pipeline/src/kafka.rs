@@ -20,7 +20,9 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
             "queue.buffering.max.messages",
             kafka.producer_queue_messages.to_string(),
         )
-        .set("linger.ms", "2");
+        .set("linger.ms", "2")
+        // Statistics every second tell `Producer::ready` when the producer id is assigned.
+        .set("statistics.interval.ms", "1000");
     config
 }
 

@@ -4,13 +4,22 @@
 //! of them — the "durable before acknowledged" rule of the edges and the "offsets after outputs"
 //! rule of the runners both rest on it. A full local queue is reported as
 //! [`ProduceError::Backpressure`] at once rather than waited out.
+//!
+//! An idempotent producer can write only once the broker gave it a producer id, which librdkafka
+//! asks for half a second after start; until then every record waits. [`Producer::ready`] resolves
+//! once the id is assigned (read from librdkafka's statistics), so a runner does not take a window
+//! of records it cannot yet acknowledge, and `/readyz` does not send traffic to an edge that would
+//! hold it.
 
 use std::time::Duration;
 
 use futures::future::try_join_all;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
 use crate::kafka::producer_config;
@@ -64,7 +73,35 @@ pub enum ProduceError {
 /// A cheaply clonable handle on one librdkafka producer.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<IdempotenceWatch>,
+    assigned: watch::Receiver<bool>,
+}
+
+/// Reads, from each statistics report, whether the producer has its producer id.
+pub struct IdempotenceWatch {
+    assigned: watch::Sender<bool>,
+}
+
+/// The part of librdkafka's statistics this reads.
+#[derive(Deserialize)]
+struct Statistics {
+    eos: Option<Eos>,
+}
+
+#[derive(Deserialize)]
+struct Eos {
+    idemp_state: String,
+}
+
+impl ClientContext for IdempotenceWatch {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(Statistics { eos: Some(eos) }) = serde_json::from_slice(statistics) {
+            self.assigned.send_if_modified(|assigned| {
+                let now = eos.idemp_state == "Assigned";
+                std::mem::replace(assigned, now) != now
+            });
+        }
+    }
 }
 
 /// A record on its way to the broker.
@@ -85,9 +122,24 @@ impl Pending {
 
 impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+        let (assigned, watching) = watch::channel(false);
         Ok(Self {
-            inner: producer_config(kafka).create()?,
+            inner: producer_config(kafka).create_with_context(IdempotenceWatch { assigned })?,
+            assigned: watching,
         })
+    }
+
+    /// Resolves once the broker assigned this producer its id (at once while it has one):
+    /// records produced from then on are acknowledged without waiting for it.
+    pub async fn ready(&self) {
+        let mut assigned = self.assigned.clone();
+        // The sender lives in the producer this handle holds: the channel cannot close.
+        let _ = assigned.wait_for(|assigned| *assigned).await;
+    }
+
+    /// Whether the producer has its id now.
+    pub fn is_ready(&self) -> bool {
+        *self.assigned.borrow()
     }
 
     /// Enqueues one record without waiting for the broker.

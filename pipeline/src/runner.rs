@@ -103,6 +103,11 @@ impl<S: Stage> StageRunner<S> {
             consumer_config(&self.kafka, &self.kafka.group_id(name), name)
                 .create_with_context(RunnerContext { stage: name })?;
         consumer.subscribe(&[&input])?;
+        // The group join goes on meanwhile; no record is taken before its outputs can be acked.
+        tokio::select! {
+            _ = self.producer.ready() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
         self.health.set(&health_key(name), true);
         info!(stage = name, topic = %input, "consuming");
 
