@@ -13,13 +13,14 @@
 //! A retry that lasts longer than `max.poll.interval.ms` (5 minutes) makes librdkafka leave the
 //! group; the partitions then move, and the records are written by their next owner.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wabaflow_schemas::Topic;
@@ -128,19 +129,25 @@ impl<S: BatchSink> BatchRunner<S> {
 
         let mut batch: Vec<RawRecord> = Vec::new();
         let mut oldest: Option<Instant> = None;
-        // The previous batch's write, running while the next batch is gathered. One at a time,
-        // so batches are written, and their offsets stored, in order.
-        let mut writing: Option<BoxFuture<'_, Result<bool, RunnerError>>> = None;
+        // Batches being written, on their own tasks, oldest first.
+        let mut writing: VecDeque<JoinHandle<Written>> = VecDeque::new();
+        let mut offsets = Offsets {
+            consumer: &consumer,
+            sink: name,
+            gap: false,
+        };
         let outcome = loop {
             let deadline = oldest.map(|at| at + self.limits.max_age);
             let trigger = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => "shutdown",
-                written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
-                    writing = None;
-                    match written {
+                // The oldest write ended.
+                written = async { writing.front_mut().expect("guarded").await },
+                    if !writing.is_empty() =>
+                {
+                    writing.pop_front();
+                    match offsets.store(written) {
                         Ok(true) => continue,
-                        // Interrupted by shutdown: that batch stays unwritten and uncommitted.
                         Ok(false) => break Ok(()),
                         Err(err) => break Err(err),
                     }
@@ -162,91 +169,157 @@ impl<S: BatchSink> BatchRunner<S> {
                     }
                 },
             };
-            // A batch is ready: wait for the write before it (reading stops meanwhile), then
-            // write this one while the next is gathered.
-            if let Some(previous) = writing.take() {
-                match previous.await {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(()),
-                    Err(err) => break Err(err),
-                }
+            // A batch is ready. At the limit of writes in flight (or at shutdown, every write),
+            // the oldest is waited for first: reading stops meanwhile, nothing is skipped.
+            let wait_for = match trigger {
+                "shutdown" => 0,
+                _ => WRITES_IN_FLIGHT - 1,
+            };
+            let mut settled = Ok(true);
+            while writing.len() > wait_for
+                && let Ok(true) = settled
+                && let Some(oldest) = writing.pop_front()
+            {
+                settled = offsets.store(oldest.await);
             }
-            if trigger == "shutdown" {
-                if batch.is_empty() {
-                    break Ok(());
-                }
-                match self.flush(&consumer, &batch, trigger, shutdown).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        debug!(
-                            sink = name,
-                            records = batch.len(),
-                            "shutdown left a batch unwritten"
-                        )
-                    }
-                    Err(err) => break Err(err),
-                }
-                break Ok(());
+            match settled {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(err) => break Err(err),
             }
             let ready = std::mem::take(&mut batch);
             oldest = None;
-            let consumer = &consumer;
-            writing = Some(Box::pin(async move {
-                self.flush(consumer, &ready, trigger, shutdown).await
-            }));
+            if ready.is_empty() {
+                break Ok(());
+            }
+            let write = tokio::spawn(write(self.sink.clone(), ready, trigger, shutdown.clone()));
+            if trigger == "shutdown" {
+                // The last batch: written now if the service takes it at once, else left for the
+                // next owner.
+                let written = write.await;
+                break offsets.store(written).map(|_| ());
+            }
+            writing.push_back(write);
         };
+        // After a failure the writes still running are abandoned (the restarted consumer reads
+        // their records again); at shutdown they are waited for (each returns once shutdown
+        // stops its retries), their offsets stored only if every batch before them was.
+        for still in writing {
+            if outcome.is_err() {
+                still.abort();
+            } else if let Err(err) = offsets.store(still.await) {
+                warn!(sink = name, error = %err, "a batch write failed while stopping");
+            }
+        }
         commit(&consumer, name);
         self.health.set(&health_key(name), false);
         outcome
     }
+}
 
-    /// Writes the batch until it succeeds, then stores its offsets. `false` if shutdown came first.
-    async fn flush(
-        &self,
-        consumer: &StreamConsumer<RunnerContext>,
-        batch: &[RawRecord],
-        trigger: &'static str,
-        shutdown: &Shutdown,
-    ) -> Result<bool, RunnerError> {
-        let name = self.sink.name();
-        let m = metrics();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        loop {
-            let delay = match self.sink.write(batch).await {
-                Ok(()) => break,
-                Err(StageError::Unavailable(reason)) => {
-                    warn!(sink = name, records = batch.len(), %reason, "batch write failed; retrying");
-                    backoff.next_delay()
-                }
-                Err(StageError::RetryAfter { reason, after }) => {
-                    warn!(sink = name, records = batch.len(), %reason, "batch write throttled");
-                    backoff.next_delay().max(after)
-                }
-                Err(err) => {
-                    return Err(RunnerError::Internal {
-                        stage: name,
-                        reason: err.to_string(),
-                    });
-                }
-            };
-            m.stage_retries.with_label_values(&[name]).inc();
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(false),
-                _ = tokio::time::sleep(delay) => {}
+/// How many batches are written at once: one whose write the service is working on while the
+/// next is prepared (decoded, encoded) on another core.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// A batch whose write ended: `Ok(true)` written, `Ok(false)` stopped by shutdown.
+struct Written {
+    batch: Vec<RawRecord>,
+    outcome: Result<bool, RunnerError>,
+}
+
+/// Writes the batch until it succeeds. `false` if shutdown came first.
+async fn write<S: BatchSink>(
+    sink: Arc<S>,
+    batch: Vec<RawRecord>,
+    trigger: &'static str,
+    shutdown: Shutdown,
+) -> Written {
+    let name = sink.name();
+    let m = metrics();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let outcome = loop {
+        let delay = match sink.write(&batch).await {
+            Ok(()) => break Ok(true),
+            Err(StageError::Unavailable(reason)) => {
+                warn!(sink = name, records = batch.len(), %reason, "batch write failed; retrying");
+                backoff.next_delay()
             }
+            Err(StageError::RetryAfter { reason, after }) => {
+                warn!(sink = name, records = batch.len(), %reason, "batch write throttled");
+                backoff.next_delay().max(after)
+            }
+            Err(err) => {
+                break Err(RunnerError::Internal {
+                    stage: name,
+                    reason: err.to_string(),
+                });
+            }
+        };
+        m.stage_retries.with_label_values(&[name]).inc();
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(false),
+            _ = tokio::time::sleep(delay) => {}
         }
+    };
+    if let Ok(true) = outcome {
         m.batch_flushes.with_label_values(&[name, trigger]).inc();
         m.batch_records
             .with_label_values(&[name])
             .inc_by(batch.len() as u64);
-        for record in batch {
+    }
+    Written { batch, outcome }
+}
+
+/// Stores the offsets of written batches, given in batch order, until one is not written: from
+/// that gap on nothing is stored, so a commit never passes an unwritten record.
+struct Offsets<'c> {
+    consumer: &'c StreamConsumer<RunnerContext>,
+    sink: &'static str,
+    gap: bool,
+}
+
+impl Offsets<'_> {
+    /// `true` if the batch's offsets were stored; `false` after a gap (shutdown left this batch,
+    /// or one before it, unwritten).
+    fn store(&mut self, written: Result<Written, JoinError>) -> Result<bool, RunnerError> {
+        let sink = self.sink;
+        let written = written.map_err(|err| RunnerError::Internal {
+            stage: sink,
+            reason: format!("batch write task failed: {err}"),
+        });
+        let batch = match written {
+            Ok(Written {
+                batch,
+                outcome: Ok(true),
+            }) if !self.gap => batch,
+            Ok(Written {
+                batch,
+                outcome: Ok(_),
+            }) => {
+                debug!(
+                    sink,
+                    records = batch.len(),
+                    "batch unwritten, or after one that is"
+                );
+                self.gap = true;
+                return Ok(false);
+            }
+            Ok(Written {
+                outcome: Err(err), ..
+            })
+            | Err(err) => {
+                self.gap = true;
+                return Err(err);
+            }
+        };
+        for record in &batch {
             let Origin {
                 topic,
                 partition,
                 offset,
             } = &record.origin;
             // Fails only for a partition revoked meanwhile; its new owner writes it again.
-            let _ = consumer.store_offset(topic, *partition, *offset);
+            let _ = self.consumer.store_offset(topic, *partition, *offset);
         }
         Ok(true)
     }
