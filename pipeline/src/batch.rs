@@ -2,11 +2,12 @@
 //! archive now, ClickHouse next) — at least once, with offsets that never pass an unwritten record.
 //!
 //! Records accumulate until `max_records` or until the oldest is `max_age` old; the batch is then
-//! written while the next one gathers — one write at a time, so batches are written and their
-//! offsets stored in order. A write is retried with backoff while the service is unavailable (once
-//! the next batch is full too the runner stops reading: backpressure, nothing skipped), and only
-//! after it succeeded are the offsets of its records stored (auto-committed every second,
-//! committed synchronously on revoke and shutdown). A crash replays the records since the last
+//! written on its own task while the next one gathers, up to two writes at once (one inserting,
+//! the next being encoded on the other core). A write is retried with backoff while the service
+//! is unavailable (once both writes are pending and the next batch is full, the runner stops
+//! reading: backpressure, nothing skipped), and only after it and every batch before it succeeded
+//! are the offsets of its records stored (auto-committed every second, committed synchronously on
+//! revoke and shutdown). A crash replays the records since the last
 //! commit, so a sink's write must be idempotent for the same records — the archive writes the
 //! same object key again.
 //!
