@@ -5,6 +5,6 @@ mod rows;
 mod service;
 mod sink;
 
-pub use rows::{Row, row};
+pub use rows::{Analytics, Row};
 pub use service::{ClickHouseClient, ClickHouseError, MIGRATIONS};
 pub use sink::{ClickHouseSink, Feed};

@@ -1,11 +1,15 @@
-//! The row an envelope becomes in the analytics tables (`migrations/0001_events.sql`), typed and
-//! borrowed from the envelope, so a batch of ten thousand rows is encoded straight into the
-//! `JSONEachRow` body without building a JSON tree per row.
+//! The row an envelope becomes in the analytics tables (`migrations/0001_events.sql`): read from
+//! the record's bytes as [`Analytics`] (only the fields the tables need, borrowed), then typed
+//! rows encoded straight into the `JSONEachRow` body — no envelope, no JSON tree per row.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
-use wabaflow_schemas::{Envelope, Event, SendOutcome};
+use wabaflow_schemas::SCHEMA_VERSION;
+use wabaflow_schemas::billing::UsageRecord;
+use wabaflow_schemas::envelope::EnvelopeError;
 
 /// One row and the table it goes to.
 #[derive(Debug, Serialize)]
@@ -118,115 +122,256 @@ impl Serialize for ClickHouseDate {
     }
 }
 
-/// The row `envelope` becomes, if it is analytics data (customer messages, statuses, accepted
-/// sends, usage); `ingested_at` is when the sink wrote it (the version of a replayed row).
-pub fn row(envelope: &Envelope, ingested_at: DateTime<Utc>) -> Option<Row<'_>> {
-    let tenant = envelope.tenant.as_deref().unwrap_or_default();
-    let occurred = envelope.occurred_at.unwrap_or(envelope.received_at);
-    let message = |phone_number_id, direction, message_type, wamid, genesys_message_id| {
-        Row::Message(MessageRow {
-            event_id: envelope.event_id,
-            tenant,
-            phone_number_id,
-            conversation_key: envelope.conversation_key.as_str(),
-            direction,
-            message_type,
-            wamid,
-            genesys_message_id,
-            campaign: "",
-            occurred_at: ClickHouseDateTime(occurred),
-            ingested_at: ClickHouseDateTime(ingested_at),
-            day: ClickHouseDate(occurred.date_naive()),
-        })
-    };
-    match &envelope.event {
-        Event::MetaMessage {
-            phone_number_id,
-            message: customer,
-            ..
-        } => Some(message(
-            phone_number_id,
-            "inbound",
-            &customer.kind,
-            &customer.id,
-            "",
-        )),
-        Event::MetaStatus {
-            phone_number_id,
-            status,
-            ..
-        } => {
-            let pricing = status.pricing.as_ref();
-            Some(Row::Status(StatusRow {
-                event_id: envelope.event_id,
+/// An envelope as the analytics tables read it: the few fields they need, borrowed from the
+/// record's bytes. Message bodies, contacts, media and every other field are skipped unread, which
+/// makes this several times cheaper than decoding the whole `Envelope` (whose Meta objects keep
+/// their unknown fields, and are read twice for it). The tests check it against what [`Envelope`]
+/// writes.
+#[derive(Debug, Deserialize)]
+pub struct Analytics<'a> {
+    event_id: Uuid,
+    #[serde(default, borrow)]
+    tenant: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    conversation_key: Cow<'a, str>,
+    schema_version: u16,
+    #[serde(default)]
+    occurred_at: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    #[serde(borrow)]
+    event: EventFields<'a>,
+}
+
+/// The fields of every event kind the tables read, side by side: `kind` says which are there.
+#[derive(Debug, Deserialize)]
+struct EventFields<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    phone_number_id: Option<Cow<'a, str>>,
+    /// `meta_message`.
+    #[serde(default, borrow)]
+    message: Option<MessageFields<'a>>,
+    /// `meta_status`.
+    #[serde(default, borrow)]
+    status: Option<StatusFields<'a>>,
+    /// `send_result`.
+    #[serde(default, borrow)]
+    genesys_message_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    wamid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    outcome: Option<OutcomeFields<'a>>,
+    /// `usage`: read whole, it is all columns.
+    #[serde(default)]
+    usage: Option<UsageRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageFields<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusFields<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(default)]
+    errors: Option<Vec<ErrorFields>>,
+    #[serde(default, borrow)]
+    pricing: Option<PricingFields<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorFields {
+    #[serde(default)]
+    code: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PricingFields<'a> {
+    #[serde(default)]
+    billable: Option<bool>,
+    #[serde(default, borrow)]
+    pricing_model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    category: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutcomeFields<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+}
+
+impl<'a> Analytics<'a> {
+    /// Reads an envelope's analytics fields; refuses what `Envelope::from_json` refuses for
+    /// its shape or its schema version.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let analytics: Analytics<'a> = serde_json::from_slice(bytes)?;
+        if analytics.schema_version > SCHEMA_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(analytics.schema_version));
+        }
+        Ok(analytics)
+    }
+
+    /// The row this envelope becomes, if it is analytics data (customer messages, statuses,
+    /// accepted sends, usage); `ingested_at` is when the sink wrote it (the version of a
+    /// replayed row).
+    pub fn row(&self, ingested_at: DateTime<Utc>) -> Option<Row<'_>> {
+        let tenant = self.tenant.as_deref().unwrap_or_default();
+        let occurred = self.occurred_at.unwrap_or(self.received_at);
+        let event = &self.event;
+        let phone_number_id = event.phone_number_id.as_deref().unwrap_or_default();
+        let message = |direction, message_type, wamid, genesys_message_id| {
+            Row::Message(MessageRow {
+                event_id: self.event_id,
                 tenant,
                 phone_number_id,
-                conversation_key: envelope.conversation_key.as_str(),
-                wamid: &status.id,
-                status: &status.status,
-                error_code: status
-                    .errors
-                    .as_ref()
-                    .and_then(|errors| errors.first())
-                    .and_then(|error| error.code)
-                    .unwrap_or(0),
-                pricing_model: pricing
-                    .and_then(|p| p.pricing_model.as_deref())
-                    .unwrap_or_default(),
-                pricing_category: pricing
-                    .and_then(|p| p.category.as_deref())
-                    .unwrap_or_default(),
-                pricing_type: pricing.and_then(|p| p.kind.as_deref()).unwrap_or_default(),
-                billable: u8::from(pricing.and_then(|p| p.billable).unwrap_or(false)),
+                conversation_key: &self.conversation_key,
+                direction,
+                message_type,
+                wamid,
+                genesys_message_id,
+                campaign: "",
                 occurred_at: ClickHouseDateTime(occurred),
                 ingested_at: ClickHouseDateTime(ingested_at),
                 day: ClickHouseDate(occurred.date_naive()),
-            }))
+            })
+        };
+        match (&*event.kind, event) {
+            (
+                "meta_message",
+                EventFields {
+                    message: Some(customer),
+                    ..
+                },
+            ) => Some(message(
+                "inbound",
+                customer.kind.as_deref().unwrap_or_default(),
+                customer.id.as_deref().unwrap_or_default(),
+                "",
+            )),
+            (
+                "meta_status",
+                EventFields {
+                    status: Some(status),
+                    ..
+                },
+            ) => {
+                let pricing = status.pricing.as_ref();
+                Some(Row::Status(StatusRow {
+                    event_id: self.event_id,
+                    tenant,
+                    phone_number_id,
+                    conversation_key: &self.conversation_key,
+                    wamid: &status.id,
+                    status: &status.status,
+                    error_code: status
+                        .errors
+                        .as_ref()
+                        .and_then(|errors| errors.first())
+                        .and_then(|error| error.code)
+                        .unwrap_or(0),
+                    pricing_model: pricing
+                        .and_then(|p| p.pricing_model.as_deref())
+                        .unwrap_or_default(),
+                    pricing_category: pricing
+                        .and_then(|p| p.category.as_deref())
+                        .unwrap_or_default(),
+                    pricing_type: pricing.and_then(|p| p.kind.as_deref()).unwrap_or_default(),
+                    billable: u8::from(pricing.and_then(|p| p.billable).unwrap_or(false)),
+                    occurred_at: ClickHouseDateTime(occurred),
+                    ingested_at: ClickHouseDateTime(ingested_at),
+                    day: ClickHouseDate(occurred.date_naive()),
+                }))
+            }
+            (
+                "send_result",
+                EventFields {
+                    wamid: Some(wamid),
+                    outcome: Some(OutcomeFields { status: accepted }),
+                    ..
+                },
+            ) if accepted == "accepted" => Some(message(
+                "outbound",
+                event.message_type.as_deref().unwrap_or_default(),
+                wamid,
+                event.genesys_message_id.as_deref().unwrap_or_default(),
+            )),
+            (
+                "usage",
+                EventFields {
+                    usage: Some(usage), ..
+                },
+            ) => Some(Row::Usage(UsageRow {
+                unit: match &usage.conversation_id {
+                    Some(id) => format!("conversation:{id}"),
+                    None => format!("message:{}", usage.wamid),
+                },
+                tenant: &usage.tenant,
+                phone_number_id: &usage.phone_number_id,
+                wamid: &usage.wamid,
+                conversation_id: usage.conversation_id.as_deref().unwrap_or_default(),
+                pricing_model: &usage.pricing_model,
+                category: &usage.category,
+                pricing_type: usage.pricing_type.as_deref().unwrap_or_default(),
+                billable: u8::from(usage.billable),
+                country: &usage.country,
+                cost_micros: usage.cost_micros,
+                currency: &usage.currency,
+                occurred_at: ClickHouseDateTime(usage.occurred_at),
+                ingested_at: ClickHouseDateTime(ingested_at),
+                day: ClickHouseDate(usage.day),
+            })),
+            _ => None,
         }
-        Event::SendResult {
-            phone_number_id,
-            genesys_message_id,
-            message_type,
-            wamid: Some(wamid),
-            outcome: SendOutcome::Accepted { .. },
-            ..
-        } => Some(message(
-            phone_number_id,
-            "outbound",
-            message_type,
-            wamid,
-            genesys_message_id.as_deref().unwrap_or_default(),
-        )),
-        Event::Usage { usage } => Some(Row::Usage(UsageRow {
-            unit: match &usage.conversation_id {
-                Some(id) => format!("conversation:{id}"),
-                None => format!("message:{}", usage.wamid),
-            },
-            tenant: &usage.tenant,
-            phone_number_id: &usage.phone_number_id,
-            wamid: &usage.wamid,
-            conversation_id: usage.conversation_id.as_deref().unwrap_or_default(),
-            pricing_model: &usage.pricing_model,
-            category: &usage.category,
-            pricing_type: usage.pricing_type.as_deref().unwrap_or_default(),
-            billable: u8::from(usage.billable),
-            country: &usage.country,
-            cost_micros: usage.cost_micros,
-            currency: &usage.currency,
-            occurred_at: ClickHouseDateTime(usage.occurred_at),
-            ingested_at: ClickHouseDateTime(ingested_at),
-            day: ClickHouseDate(usage.day),
-        })),
-        _ => None,
     }
 }
 
+/// Rows are read from envelopes as `Envelope` writes them.
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use wabaflow_schemas::{ConversationKey, Source};
+    use serde_json::{Value, json};
+    use wabaflow_schemas::{ConversationKey, Envelope, Event, SendOutcome, Source};
 
     use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-31T23:59:58.9Z")
+            .expect("time")
+            .to_utc()
+    }
+
+    fn envelope(event: Event) -> Envelope {
+        let mut envelope = Envelope::new(
+            Source::Meta,
+            ConversationKey::conversation("110", "447700900001"),
+            Some(at()),
+            at(),
+            None,
+            event,
+        );
+        envelope.tenant = Some("acme".into());
+        envelope
+    }
+
+    /// The row `envelope` becomes once written and read back, as JSON, and its table.
+    fn row_of(envelope: &Envelope) -> Option<(&'static str, Value)> {
+        let bytes = envelope.to_json();
+        let analytics = Analytics::decode(&bytes).expect("decodes");
+        let row = analytics.row(at() + chrono::Duration::seconds(3))?;
+        Some((row.table(), serde_json::to_value(&row).expect("encodes")))
+    }
 
     #[test]
     fn a_status_row_has_every_column_of_its_table() {
@@ -237,35 +382,109 @@ mod tests {
             "pricing": {"billable": true, "pricing_model": "PMP", "category": "marketing", "type": "regular"}
         }))
         .expect("status");
-        let at = DateTime::parse_from_rfc3339("2026-01-31T23:59:58.9Z")
-            .expect("time")
-            .to_utc();
-        let mut envelope = Envelope::new(
-            Source::Meta,
-            ConversationKey::conversation("110", "447700900001"),
-            Some(at),
-            at,
-            None,
-            Event::MetaStatus {
-                phone_number_id: "110".into(),
-                contact: None,
-                status: Box::new(status),
-            },
-        );
-        envelope.tenant = Some("acme".into());
-        let ingested = at + chrono::Duration::seconds(3);
-        let row = row(&envelope, ingested).expect("a row");
-        assert_eq!(row.table(), "status_events");
+        let envelope = envelope(Event::MetaStatus {
+            phone_number_id: "110".into(),
+            contact: None,
+            status: Box::new(status),
+        });
         assert_eq!(
-            serde_json::to_value(&row).expect("encodes"),
-            json!({
-                "event_id": envelope.event_id.to_string(), "tenant": "acme",
-                "phone_number_id": "110", "conversation_key": "110:447700900001",
-                "wamid": "wamid.S", "status": "delivered", "error_code": 131049,
-                "pricing_model": "PMP", "pricing_category": "marketing", "pricing_type": "regular",
-                "billable": 1, "occurred_at": "2026-01-31 23:59:58",
-                "ingested_at": "2026-02-01 00:00:01", "day": "2026-01-31",
-            })
+            row_of(&envelope),
+            Some((
+                "status_events",
+                json!({
+                    "event_id": envelope.event_id.to_string(), "tenant": "acme",
+                    "phone_number_id": "110", "conversation_key": "110:447700900001",
+                    "wamid": "wamid.S", "status": "delivered", "error_code": 131049,
+                    "pricing_model": "PMP", "pricing_category": "marketing", "pricing_type": "regular",
+                    "billable": 1, "occurred_at": "2026-01-31 23:59:58",
+                    "ingested_at": "2026-02-01 00:00:01", "day": "2026-01-31",
+                })
+            ))
         );
+    }
+
+    #[test]
+    fn a_customer_message_is_an_inbound_row_whatever_its_body_holds() {
+        let message = serde_json::from_value(json!({
+            "from": "447700900001", "id": "wamid.M\"1", "timestamp": "1767225600", "type": "text",
+            "text": {"body": "café \"quoted\" {\"kind\": \"usage\"}"},
+            "context": {"from": "110", "id": "wamid.C"},
+            "some_future_field": {"status": {"id": 1}},
+        }))
+        .expect("message");
+        let envelope = envelope(Event::MetaMessage {
+            phone_number_id: "110".into(),
+            display_phone_number: Some("15550001111".into()),
+            contact: None,
+            message: Box::new(message),
+            media: None,
+        });
+        let (table, row) = row_of(&envelope).expect("a row");
+        assert_eq!(table, "message_events");
+        assert_eq!(row["direction"], "inbound");
+        assert_eq!(row["message_type"], "text");
+        assert_eq!(
+            row["wamid"], "wamid.M\"1",
+            "an escaped id is read unescaped"
+        );
+        assert_eq!(row["tenant"], "acme");
+    }
+
+    #[test]
+    fn only_accepted_sends_are_outbound_rows() {
+        let result = |wamid: Option<&str>, outcome| {
+            envelope(Event::SendResult {
+                phone_number_id: "110".into(),
+                send_key: "send:genesys:g1".into(),
+                genesys_message_id: Some("g1".into()),
+                recipient: "447700900001".into(),
+                message_type: "text".into(),
+                wamid: wamid.map(Into::into),
+                outcome,
+            })
+        };
+        let (table, row) = row_of(&result(
+            Some("wamid.OUT"),
+            SendOutcome::Accepted {
+                message_status: None,
+            },
+        ))
+        .expect("a row");
+        assert_eq!(table, "message_events");
+        assert_eq!(
+            (&row["direction"], &row["wamid"], &row["genesys_message_id"]),
+            (&json!("outbound"), &json!("wamid.OUT"), &json!("g1"))
+        );
+        let failed = SendOutcome::Failed {
+            code: Some(131026),
+            reason: "undeliverable".into(),
+            receipt_reason: "RecipientUnreachable".into(),
+        };
+        assert_eq!(row_of(&result(None, failed)), None);
+    }
+
+    #[test]
+    fn other_events_are_not_analytics_rows() {
+        let change = envelope(Event::MetaChange {
+            waba_id: "waba1".into(),
+            field: Some("message_template_status_update".into()),
+            value: json!({"message": {"id": 7}, "status": "APPROVED", "usage": [1]}),
+        });
+        assert_eq!(row_of(&change), None);
+    }
+
+    #[test]
+    fn a_newer_schema_version_is_refused() {
+        let mut envelope = envelope(Event::MetaChange {
+            waba_id: "waba1".into(),
+            field: None,
+            value: json!({}),
+        });
+        envelope.schema_version = SCHEMA_VERSION + 1;
+        assert!(matches!(
+            Analytics::decode(&envelope.to_json()),
+            Err(EnvelopeError::UnsupportedVersion(_))
+        ));
+        assert!(Analytics::decode(b"{\"event_id\": 1}").is_err());
     }
 }

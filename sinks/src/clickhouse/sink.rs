@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::Utc;
 use wabaflow_pipeline::{BatchSink, RawRecord, StageError};
-use wabaflow_schemas::Envelope;
 use wabaflow_schemas::topics::{BILLING_USAGE, Topic, WA_INBOUND_MAPPED, WA_SEND_RESULTS};
 
-use super::rows::{Row, row};
+use super::rows::{Analytics, Row};
 use super::service::{ClickHouseClient, ClickHouseError};
 
 /// Which topic a sink instance reads.
@@ -64,9 +63,9 @@ impl BatchSink for ClickHouseSink {
 
     async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError> {
         let now = Utc::now();
-        let envelopes: Vec<Envelope> = batch
+        let envelopes: Vec<Analytics<'_>> = batch
             .iter()
-            .filter_map(|record| match Envelope::from_json(&record.payload) {
+            .filter_map(|record| match Analytics::decode(&record.payload) {
                 Ok(envelope) => Some(envelope),
                 // Our own topics hold our own envelopes; one that does not decode was
                 // dead-lettered upstream already and is not analytics data.
@@ -77,7 +76,7 @@ impl BatchSink for ClickHouseSink {
             })
             .collect();
         let mut tables: BTreeMap<&'static str, Vec<Row<'_>>> = BTreeMap::new();
-        for row in envelopes.iter().filter_map(|envelope| row(envelope, now)) {
+        for row in envelopes.iter().filter_map(|envelope| envelope.row(now)) {
             tables.entry(row.table()).or_default().push(row);
         }
         for (table, rows) in tables {
