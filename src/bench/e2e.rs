@@ -1,15 +1,25 @@
 //! End to end: customer webhook → Meta edge → dedupe → map → media → transform → `sink:genesys` →
 //! Genesys simulator, all in one node. Sustained events/s (closed loop until the simulator holds
-//! every message), then p50/p99 of webhook-due → Genesys-accepted at half of that rate (open loop).
+//! every message), then p50/p99 of webhook-due → Genesys-accepted at half of that rate (open loop),
+//! and where that time goes: for each topic of the chain, how long after the edge received a
+//! half-load event its record was written there (the record's timestamp against the envelope's
+//! `received_at`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use wabaflow_pipeline::Config;
+use wabaflow_schemas::Topic;
+use wabaflow_schemas::topics::{
+    DELIVERY_GENESYS, WA_INBOUND, WA_INBOUND_ENRICHED, WA_INBOUND_MAPPED, WA_INBOUND_UNIQUE,
+};
 
 use super::rig;
 use super::{Bench, Outcome, Ratio, Target, scaled, until};
@@ -61,6 +71,7 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     let sustained = n as f64 / (done - started).as_secs_f64();
 
     let half = sustained / 2.0;
+    let half_load_from = chrono::Utc::now();
     let count = scaled(half * 10.0, scale.min(1.0), 100);
     let load = rig::texts(count, 2_000);
     let due: Mutex<HashMap<String, Instant>> = Mutex::new(HashMap::new());
@@ -105,6 +116,17 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     );
     rig::stop(node).await?;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1_000.0;
+    let mut hops = Vec::new();
+    for topic in INBOUND_TOPICS {
+        let topic = topic.qualified(&config.kafka.topic_prefix);
+        let since = hop_latency(&config, &topic, half_load_from, count).await?;
+        hops.push(format!(
+            "{} p50 {:.0} p99 {:.0}",
+            topic.trim_start_matches(&config.kafka.topic_prefix),
+            since.value_at_quantile(0.5) as f64 / 1_000.0,
+            since.value_at_quantile(0.99) as f64 / 1_000.0,
+        ));
+    }
 
     Ok(Outcome {
         bench: Bench::E2e,
@@ -127,6 +149,67 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
                 latency.max() as f64 / 1_000.0,
                 report.percentile_ms(0.99)
             ),
+            format!(
+                "written to, ms after the edge received it: {}",
+                hops.join(" · ")
+            ),
         ],
     })
+}
+
+/// The topics a customer message crosses, in order; `sink:genesys` reads the last.
+const INBOUND_TOPICS: [Topic; 5] = [
+    WA_INBOUND,
+    WA_INBOUND_UNIQUE,
+    WA_INBOUND_MAPPED,
+    WA_INBOUND_ENRICHED,
+    DELIVERY_GENESYS,
+];
+
+/// How long after the edge received them the `expect` events it received since `since` were
+/// written to `topic` (microseconds): each record's timestamp against its envelope's
+/// `received_at`, both from this machine's clock.
+async fn hop_latency(
+    config: &Config,
+    topic: &str,
+    since: DateTime<Utc>,
+    expect: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    /// The one envelope field this reads.
+    #[derive(serde::Deserialize)]
+    struct Received {
+        received_at: DateTime<Utc>,
+    }
+    let group = format!("{}bench-hops", config.kafka.topic_prefix);
+    let consumer: StreamConsumer =
+        wabaflow_pipeline::kafka::consumer_config(&config.kafka, &group, "hops").create()?;
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut since_received =
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
+    while since_received.len() < expect {
+        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .with_context(|| format!("{topic} ran dry at {} records", since_received.len()))??;
+        let (Some(payload), Some(written)) = (message.payload(), message.timestamp().to_millis())
+        else {
+            continue;
+        };
+        let Ok(Received { received_at }) = serde_json::from_slice(payload) else {
+            continue;
+        };
+        if received_at >= since {
+            let micros = written * 1_000 - received_at.timestamp_micros();
+            since_received.record(micros.max(1) as u64)?;
+        }
+    }
+    Ok(since_received)
 }
