@@ -692,3 +692,40 @@ async fn runner_dead_letters_garbage_and_applies_backpressure() {
     assert!(dead[0].headers["wabaflow-origin"].starts_with(&input));
     stop(node).await;
 }
+
+/// An idempotent producer writes only once the broker gave it an id (librdkafka asks half a second
+/// after start): `ready()` waits for that, and a node's `/readyz` lists the producer until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_and_nodes_are_ready_once_the_producer_has_its_id() {
+    let config = isolated_config();
+    create_topics(&config).await;
+    let producer = Producer::new(&config.kafka).expect("producer");
+    assert!(!producer.is_ready(), "no id is asked for before 500 ms");
+    tokio::time::timeout(Duration::from_secs(30), producer.ready())
+        .await
+        .expect("the producer gets its id");
+    assert!(producer.is_ready());
+    let topic = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let acks = producer
+        .send_all(&[text_record(&topic, "5511900000001", "wamid.READY", "hi")])
+        .await
+        .expect("acked");
+    assert_eq!(acks.len(), 1);
+
+    let node = start(&config, &[Role::Dedupe]).await;
+    let url = format!("http://{}/readyz", node.admin_addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let components = loop {
+        let answer = reqwest::get(&url).await.expect("admin answers");
+        let ready = answer.status().is_success();
+        let body: Value = answer.json().await.expect("json");
+        if ready {
+            break body["components"].clone();
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(components["kafka:producer"], json!(true), "{components}");
+    assert_eq!(components["stage:dedupe"], json!(true), "{components}");
+    stop(node).await;
+}

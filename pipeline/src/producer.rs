@@ -78,7 +78,7 @@ pub struct Producer {
 }
 
 /// Reads, from each statistics report, whether the producer has its producer id.
-pub struct IdempotenceWatch {
+struct IdempotenceWatch {
     assigned: watch::Sender<bool>,
 }
 
