@@ -5,15 +5,21 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use support::*;
+use tokio::sync::{Semaphore, mpsc};
 use wabaflow::node::{Node, Role};
 use wabaflow_ingest::meta::{SIGNATURE_HEADER, sign};
-use wabaflow_pipeline::{Config, Producer, Record, Shutdown};
+use wabaflow_pipeline::telemetry::Health;
+use wabaflow_pipeline::{
+    Config, Context, Outcome, Producer, Record, Shutdown, Stage, StageError, StageRunner,
+};
 use wabaflow_schemas::topics::{WA_INBOUND, WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
-use wabaflow_schemas::{ConversationKey, Envelope, Event, Source};
+use wabaflow_schemas::{ConversationKey, Envelope, Event, Source, Topic};
 
 const IDLE: Duration = Duration::from_secs(20);
 
@@ -728,4 +734,107 @@ async fn producers_and_nodes_are_ready_once_the_producer_has_its_id() {
     assert_eq!(components["kafka:producer"], json!(true), "{components}");
     assert_eq!(components["stage:dedupe"], json!(true), "{components}");
     stop(node).await;
+}
+
+/// Holds the second record's processing until the first record's post-ack hook has run, and that
+/// hook until shutdown began: the shape of two records sharing a bounded resource (the state
+/// store connection's request queue) across the runner's processing and settling sets.
+struct HookBeforeNext {
+    shutdown: Shutdown,
+    hook_done: Arc<Semaphore>,
+    started: mpsc::UnboundedSender<&'static str>,
+}
+
+#[async_trait]
+impl Stage for HookBeforeNext {
+    type Receipt = bool;
+
+    fn name(&self) -> &'static str {
+        "hookbeforenext"
+    }
+    fn input(&self) -> Topic {
+        WA_INBOUND
+    }
+    fn output(&self) -> Option<Topic> {
+        Some(WA_INBOUND_UNIQUE)
+    }
+
+    async fn process(&self, event: Envelope, _cx: &Context) -> Result<Outcome<bool>, StageError> {
+        let first = event.conversation_key.to_string().ends_with("447700900001");
+        if !first {
+            let _ = self.started.send("second processing");
+            self.hook_done.acquire().await.expect("open").forget();
+        }
+        Ok(Outcome::Emit(vec![event], first))
+    }
+
+    async fn acked(&self, first: bool, _cx: &Context) -> Result<(), StageError> {
+        if first {
+            let _ = self.started.send("first's hook");
+            self.shutdown.cancelled().await;
+            self.hook_done.add_permits(1);
+        }
+        Ok(())
+    }
+}
+
+/// At shutdown the runner lets running records finish *and* runs their post-ack hooks, polling
+/// both together: draining one set before the other deadlocked when they waited on each other
+/// (the WhatsApp sink's Redis calls then all timed out together after 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_records_in_flight_and_their_hooks_finish_together() {
+    let config = isolated_config();
+    create_topics(&config).await;
+    let input = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let shutdown = Shutdown::new();
+    let (started, mut progress) = mpsc::unbounded_channel();
+    let stage = HookBeforeNext {
+        shutdown: shutdown.clone(),
+        hook_done: Arc::new(Semaphore::new(0)),
+        started,
+    };
+    let runner = StageRunner::new(stage, &config.kafka, producer.clone(), Health::default());
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+
+    for (user, expected) in [
+        ("447700900001", "first's hook"),
+        ("447700900002", "second processing"),
+    ] {
+        producer
+            .send_all(&[text_record(&input, user, &format!("wamid.{user}"), user)])
+            .await
+            .expect("input acked");
+        let step = tokio::time::timeout(IDLE, progress.recv())
+            .await
+            .expect("in time");
+        assert_eq!(step, Some(expected));
+    }
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the runner stops: neither set waits for the other")
+        .expect("joined")
+        .expect("stopped cleanly");
+
+    let output = TopicReader::new(
+        &WA_INBOUND_UNIQUE.qualified(&config.kafka.topic_prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let received = output.until(IDLE, |r| r.len() >= 2).await;
+    assert_eq!(
+        received.len(),
+        2,
+        "both records emitted before the runner stopped"
+    );
+    let committed = committed_offsets(
+        &config.kafka.group_id("hookbeforenext"),
+        &input,
+        WA_INBOUND.partitions,
+    );
+    assert_eq!(
+        committed.iter().filter(|o| **o > 0).sum::<i64>(),
+        2,
+        "both offsets committed: {committed:?}"
+    );
 }

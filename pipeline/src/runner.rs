@@ -184,14 +184,20 @@ impl<S: Stage> StageRunner<S> {
         }
 
         // Shutdown: start nothing new, let running records finish (a retry wait ends at once),
-        // and store what the broker acknowledged. Queued records are redelivered later.
-        while let Some((_, handled)) = processing.next().await {
-            if let Some(item) = handled? {
-                settling.push(self.settle(item));
+        // and store what the broker acknowledged. Queued records are redelivered later. Both sets
+        // are polled together: they share resources (the state store connection's bounded request
+        // queue), and a settling hook that was granted a place there but is not polled would hold
+        // it while the records being processed wait behind it — until their timeouts.
+        loop {
+            tokio::select! {
+                Some((_, handled)) = processing.next() => {
+                    if let Some(item) = handled? {
+                        settling.push(self.settle(item));
+                    }
+                }
+                Some(settled) = settling.next() => store(&mut offsets, &settled?),
+                else => break,
             }
-        }
-        while let Some(settled) = settling.next().await {
-            store(&mut offsets, &settled?);
         }
         Ok(())
     }
