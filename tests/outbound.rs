@@ -95,6 +95,20 @@ async fn an_agent_text_reaches_the_customer_once_and_receipts_come_back() {
     );
     assert_eq!(tracking.status.as_deref(), Some("read"));
     assert_eq!(tracking.direction.as_deref(), Some("outbound"));
+    // The message's tracking and its send record expire: Redis keeps recent messages only.
+    let mut redis = redis::Client::open(rig.config.store.redis_url.as_str())
+        .and_then(|client| client.get_connection())
+        .expect("redis");
+    for key in [
+        format!("track:wa:{}", sends[0].wamid),
+        format!("send:send:genesys:{genesys_id}"),
+    ] {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(format!("{}{key}", rig.config.store.key_prefix))
+            .query(&mut redis)
+            .expect("PTTL");
+        assert!(ttl_ms > 0, "{key} exists and expires (PTTL {ttl_ms})");
+    }
     // Both copies of Genesys' webhook are archived raw in webhooks-outbound.
     let store = support::flow::s3(&rig.config);
     let keys = support::flow::wait_for_objects(&store, "webhooks-outbound", "acme/").await;

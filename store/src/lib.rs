@@ -97,7 +97,14 @@ pub trait StateStore: Send + Sync + 'static {
     async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError>;
 
     /// Sets these fields of the record at `key`, leaving its other fields alone, atomically.
-    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError>;
+    /// With `ttl` the record then expires that long after this write (every write with a `ttl`
+    /// renews it); without, its expiry stays as it was (none for a new record).
+    async fn set_fields(
+        &self,
+        key: &str,
+        fields: &[(&str, &str)],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
 
     /// Adds `delta` to the integer at `counter` unless `marker` exists, and creates `marker`, in
     /// one atomic step: the same movement (a wallet debit for one message) applies once however

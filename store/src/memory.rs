@@ -138,19 +138,28 @@ impl StateStore for MemoryStore {
         }))
     }
 
-    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+    async fn set_fields(
+        &self,
+        key: &str,
+        fields: &[(&str, &str)],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         self.with(|inner, now| {
-            if let Some(Value::Fields(current)) = inner.live(key, now) {
+            let expires = ttl.map(|ttl| now + ttl);
+            if let Some(entry) = inner.entries.get_mut(key).filter(|e| e.live(now))
+                && let Value::Fields(current) = &mut entry.value
+            {
                 for (field, value) in fields {
                     current.insert((*field).to_owned(), (*value).to_owned());
                 }
+                entry.expires = expires.or(entry.expires);
                 return;
             }
             let record = fields
                 .iter()
                 .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
                 .collect();
-            inner.insert(key, Value::Fields(record), None, now);
+            inner.insert(key, Value::Fields(record), expires, now);
         });
         Ok(())
     }

@@ -6,7 +6,9 @@
 //!   qualified by the business number because one person may talk to several tenants.
 //! - `mapping:conv:{genesys_conversation_id}` — the conversation key, for the reverse direction.
 //! - `track:wa:{wamid}` — one per message: direction, status, media type and URL, and the ids the
-//!   other side gave it (Genesys message id and conversation id).
+//!   other side gave it (Genesys message id and conversation id). It expires [`TRACKING_TTL`]
+//!   after its last write, so Redis holds recent messages, not every message ever sent; usage and
+//!   history live in ClickHouse.
 //!
 //! Each writer sets only the fields it owns ([`StateStore::set_fields`]), so the mapping stage and
 //! the Genesys sink never overwrite each other. Per conversation, writes come from one partition
@@ -14,10 +16,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::{StateStore, StoreError};
+
+/// How long a message's tracking outlives its last write: statuses arrive within days (Meta
+/// retries a webhook for up to 7 days), and a reply may quote a message some weeks old.
+pub const TRACKING_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Reads and writes mappings and tracking; cheap to clone.
 #[derive(Clone)]
@@ -112,7 +119,7 @@ impl Records {
                 fields.push((field, value));
             }
         }
-        self.store.set_fields(&key, &fields).await?;
+        self.store.set_fields(&key, &fields, None).await?;
         let mut merged = current;
         for (field, value) in fields {
             merged.insert(field.to_owned(), value.to_owned());
@@ -138,6 +145,7 @@ impl Records {
             .set_fields(
                 &mapping_key(conversation_key),
                 &[("genesys_conversation_id", genesys_conversation_id)],
+                None,
             )
             .await?;
         self.store
@@ -161,9 +169,11 @@ impl Records {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// Sets tracking fields of a WhatsApp message.
+    /// Sets tracking fields of a WhatsApp message (renewing its [`TRACKING_TTL`]).
     pub async fn track(&self, wamid: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
-        self.store.set_fields(&tracking_key(wamid), fields).await
+        self.store
+            .set_fields(&tracking_key(wamid), fields, Some(TRACKING_TTL))
+            .await
     }
 
     pub async fn tracking(&self, wamid: &str) -> Result<Option<MessageTracking>, StoreError> {

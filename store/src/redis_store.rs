@@ -195,15 +195,32 @@ impl StateStore for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn set_fields(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+    async fn set_fields(
+        &self,
+        key: &str,
+        fields: &[(&str, &str)],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         if fields.is_empty() {
             return Ok(());
         }
-        self.connection
-            .clone()
-            .hset_multiple::<_, _, _, ()>(self.key(key), fields)
-            .await
-            .map_err(unavailable)
+        let key = self.key(key);
+        let mut connection = self.connection.clone();
+        match ttl {
+            None => connection.hset_multiple::<_, _, _, ()>(key, fields).await,
+            // HSET and PEXPIRE in one MULTI/EXEC, one round trip: never a record without expiry.
+            Some(ttl) => {
+                redis::pipe()
+                    .atomic()
+                    .hset_multiple(&key, fields)
+                    .ignore()
+                    .pexpire(&key, ttl.as_millis().max(1) as i64)
+                    .ignore()
+                    .query_async::<()>(&mut connection)
+                    .await
+            }
+        }
+        .map_err(unavailable)
     }
 
     async fn add_once(

@@ -115,6 +115,7 @@ impl Wallets {
                 .set_fields(
                     &format!("wallet:{tenant}:ledger"),
                     &[(reference, json.as_str())],
+                    None,
                 )
                 .await?;
         }

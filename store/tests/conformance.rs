@@ -52,7 +52,7 @@ async fn claim_with_fields(store: &dyn StateStore) {
         .expect("claim");
     assert_eq!((claim, fields.len()), (Claim::New, 0));
     store
-        .set_fields(&record, &[("attempt", "1"), ("wamid", "wamid.A")])
+        .set_fields(&record, &[("attempt", "1"), ("wamid", "wamid.A")], None)
         .await
         .expect("set");
     let (claim, fields) = store
@@ -153,15 +153,19 @@ async fn values_and_records(store: &dyn StateStore) {
     let record = format!("mapping:wa:{id}");
     assert!(store.fields(&record).await.expect("fields").is_empty());
     store
-        .set_fields(&record, &[("tenant", "acme"), ("last_inbound_at", "t1")])
+        .set_fields(
+            &record,
+            &[("tenant", "acme"), ("last_inbound_at", "t1")],
+            None,
+        )
         .await
         .expect("set");
     store
-        .set_fields(&record, &[("genesys_conversation_id", "c1")])
+        .set_fields(&record, &[("genesys_conversation_id", "c1")], None)
         .await
         .expect("set");
     store
-        .set_fields(&record, &[("last_inbound_at", "t2")])
+        .set_fields(&record, &[("last_inbound_at", "t2")], None)
         .await
         .expect("set");
     let fields = store.fields(&record).await.expect("fields");
@@ -197,12 +201,60 @@ async fn counters_move_once_per_marker(store: &dyn StateStore) {
     assert_eq!(debit("wamid.B").await, (true, 4_875_000));
 }
 
+/// A record written with a TTL expires; a later write without one keeps that expiry, and a
+/// record written without one stays.
+async fn records_expire(store: &dyn StateStore) {
+    let id = uuid::Uuid::now_v7();
+    let (expiring, lasting) = (format!("track:wa:{id}"), format!("mapping:wa:{id}"));
+    store
+        .set_fields(
+            &expiring,
+            &[("status", "sent")],
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .expect("set");
+    store
+        .set_fields(&expiring, &[("status", "delivered")], None)
+        .await
+        .expect("set");
+    store
+        .set_fields(&lasting, &[("tenant", "acme")], None)
+        .await
+        .expect("set");
+    assert_eq!(
+        store.fields(&expiring).await.expect("fields")["status"],
+        "delivered"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !store.fields(&expiring).await.expect("fields").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.fields(&lasting).await.expect("fields").len(), 1);
+    // Written again after expiring, it starts afresh (only the new fields).
+    store
+        .set_fields(
+            &expiring,
+            &[("status", "read")],
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .expect("set");
+    let fields = store.fields(&expiring).await.expect("fields");
+    assert_eq!(fields.len(), 1, "{fields:?}");
+}
+
 async fn suite(store: Arc<dyn StateStore>) {
     counters_move_once_per_marker(&*store).await;
     values_and_records(&*store).await;
     claim_protocol(&*store).await;
     claim_with_fields(&*store).await;
     claims_expire(&*store).await;
+    records_expire(&*store).await;
     concurrent_claimers_see_one_winner(store).await;
 }
 

@@ -4,7 +4,8 @@
 //! 1. claim `claim:{send key}` with the input record as owner (a second record with the same key
 //!    is a duplicate; the same record redelivered after a crash resumes its claim);
 //! 2. write `attempt = 1` on the send record `send:{send key}` *before* the HTTP call, and the
-//!    wamid after it; the send key also travels in `biz_opaque_callback_data`;
+//!    wamid after it; the send key also travels in `biz_opaque_callback_data`. The record expires
+//!    with the claim (`whatsapp.claim_ttl_secs`): a redelivery needs it exactly as long;
 //! 3. a resumed claim whose send record holds a wamid emits that result again without sending; one
 //!    with an attempt but no wamid is ambiguous — the request may have reached Meta — and is
 //!    reported as failed ("not sent again") rather than risking a second copy to the customer.
@@ -188,7 +189,7 @@ impl Stage for WhatsAppSink {
                     .until_key_ready(&(phone_number_id.clone(), recipient.clone()))
                     .await;
                 self.store
-                    .set_fields(&record_key, &[("attempt", "1")])
+                    .set_fields(&record_key, &[("attempt", "1")], Some(self.claim_ttl))
                     .await
                     .map_err(unavailable)?;
                 match self.service.send(&tenant, phone_number_id, request).await {
@@ -216,7 +217,8 @@ impl Stage for WhatsAppSink {
                             ("message_status", status.as_str()),
                         ];
                         tokio::try_join!(
-                            self.store.set_fields(&record_key, &sent_fields),
+                            self.store
+                                .set_fields(&record_key, &sent_fields, Some(self.claim_ttl)),
                             self.records.track(&sent.id, &fields),
                         )
                         .map_err(unavailable)?;
@@ -238,7 +240,7 @@ impl Stage for WhatsAppSink {
                         if definite {
                             // Meta answered: it did not take the message, a retry is safe.
                             self.store
-                                .set_fields(&record_key, &[("attempt", "0")])
+                                .set_fields(&record_key, &[("attempt", "0")], Some(self.claim_ttl))
                                 .await
                                 .map_err(unavailable)?;
                         }
