@@ -143,6 +143,12 @@ impl TenantRegistry {
         Ok(())
     }
 
+    /// Drops this process's opened copy of tenant `id` (a credential of it was refused): the next
+    /// lookup reads the stored record.
+    pub fn forget(&self, id: &str) {
+        self.cache_lock().retain(|_, (tenant, _)| tenant.id != id);
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<Arc<Tenant>>, TenantError> {
         self.lookup(tenant_key(id)).await
     }

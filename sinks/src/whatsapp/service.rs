@@ -8,10 +8,12 @@
 //! | 131056 | too many messages to this customer | wait the pair interval, retry |
 //! | 4, 80007, 131048 | app / account / spam rate limits | wait, retry |
 //! | 131000, 131016, HTTP 5xx, no answer | Meta unavailable | retry with backoff and jitter |
-//! | 190 | the token expired or was revoked | drop the cached token, retry |
+//! | 190 | the token expired or was revoked | drop the cached tenant, retry |
 //! | anything else (100, 131008, 131009, 131026, 131047, 132xxx, …) | the request cannot succeed | failed result with the reason, no retry |
 //!
-//! The tenant's token is cached sealed under `tenant:{id}:whatsapp:token` for 24 hours.
+//! The token is the tenant's system-user token, opened with the tenant (the registry keeps opened
+//! tenants in process for `tenants::CACHE_TTL`). On a 190 this node forgets its copy of the
+//! tenant, so the retry reads the stored record: a rotated token is used from the next attempt.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,6 @@ use wabaflow_schemas::whatsapp::{SendRequest, SendResponse};
 use wabaflow_store::tenants::TenantRegistry;
 
 const SINK: &str = "whatsapp";
-const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -70,7 +71,6 @@ impl WhatsAppService {
         phone_number_id: &str,
         request: &SendRequest,
     ) -> Result<SendResponse, SendError> {
-        let token = self.token(tenant).await;
         let url = format!(
             "{}/{}/{phone_number_id}/messages",
             self.graph_url, self.api_version
@@ -79,7 +79,7 @@ impl WhatsAppService {
         let sent = self
             .http
             .post(&url)
-            .bearer_auth(&token)
+            .bearer_auth(tenant.whatsapp_token.expose())
             .json(request)
             .send()
             .await;
@@ -100,7 +100,7 @@ impl WhatsAppService {
             .with_label_values(&[SINK, outcome])
             .inc();
         if matches!(result, Err(SendError::TokenRejected(_))) {
-            let _ = self.tenants.store().delete(&token_key(&tenant.id)).await;
+            self.tenants.forget(&tenant.id);
         }
         result
     }
@@ -154,23 +154,4 @@ impl WhatsAppService {
             code => SendError::Refused { code, message },
         })
     }
-
-    /// The tenant's Cloud API token, cached (sealed) for 24 hours.
-    async fn token(&self, tenant: &Tenant) -> String {
-        let key = token_key(&tenant.id);
-        if let Some(token) = self.tenants.cached_secret(&tenant.id, &key).await {
-            return token;
-        }
-        let token = tenant.whatsapp_token.expose().to_owned();
-        // A failed cache write only costs a re-read next time.
-        let _ = self
-            .tenants
-            .cache_secret(&tenant.id, &key, &token, TOKEN_TTL)
-            .await;
-        token
-    }
-}
-
-fn token_key(tenant: &str) -> String {
-    format!("tenant:{tenant}:whatsapp:token")
 }
