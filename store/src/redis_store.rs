@@ -48,6 +48,13 @@ end
 return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
 ";
 
+/// HSET of ARGV[2..] and PEXPIRE ARGV[1] on KEYS[1]: one command, never a record without expiry.
+const SET_FIELDS_EXPIRING: &str = r"
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+";
+
 const COMPLETE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
@@ -63,6 +70,7 @@ pub struct RedisStore {
     claim_with_fields: Script,
     complete: Script,
     add_once: Script,
+    set_fields_expiring: Script,
 }
 
 impl RedisStore {
@@ -86,6 +94,7 @@ impl RedisStore {
             claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
             complete: Script::new(COMPLETE),
             add_once: Script::new(ADD_ONCE),
+            set_fields_expiring: Script::new(SET_FIELDS_EXPIRING),
         })
     }
 
@@ -208,16 +217,13 @@ impl StateStore for RedisStore {
         let mut connection = self.connection.clone();
         match ttl {
             None => connection.hset_multiple::<_, _, _, ()>(key, fields).await,
-            // HSET and PEXPIRE in one MULTI/EXEC, one round trip: never a record without expiry.
             Some(ttl) => {
-                redis::pipe()
-                    .atomic()
-                    .hset_multiple(&key, fields)
-                    .ignore()
-                    .pexpire(&key, ttl.as_millis().max(1) as i64)
-                    .ignore()
-                    .query_async::<()>(&mut connection)
-                    .await
+                let mut script = self.set_fields_expiring.key(key);
+                script.arg(ttl.as_millis().max(1) as u64);
+                for (field, value) in fields {
+                    script.arg(*field).arg(*value);
+                }
+                script.invoke_async::<()>(&mut connection).await
             }
         }
         .map_err(unavailable)

@@ -5,7 +5,8 @@
 //!    is a duplicate; the same record redelivered after a crash resumes its claim);
 //! 2. write `attempt = 1` on the send record `send:{send key}` *before* the HTTP call, and the
 //!    wamid after it; the send key also travels in `biz_opaque_callback_data`. The record expires
-//!    with the claim (`whatsapp.claim_ttl_secs`): a redelivery needs it exactly as long;
+//!    with the claim (`whatsapp.claim_ttl_secs`, set by the attempt's write, which precedes every
+//!    other): a redelivery needs it exactly as long;
 //! 3. a resumed claim whose send record holds a wamid emits that result again without sending; one
 //!    with an attempt but no wamid is ambiguous — the request may have reached Meta — and is
 //!    reported as failed ("not sent again") rather than risking a second copy to the customer.
@@ -217,8 +218,7 @@ impl Stage for WhatsAppSink {
                             ("message_status", status.as_str()),
                         ];
                         tokio::try_join!(
-                            self.store
-                                .set_fields(&record_key, &sent_fields, Some(self.claim_ttl)),
+                            self.store.set_fields(&record_key, &sent_fields, None),
                             self.records.track(&sent.id, &fields),
                         )
                         .map_err(unavailable)?;
@@ -240,7 +240,7 @@ impl Stage for WhatsAppSink {
                         if definite {
                             // Meta answered: it did not take the message, a retry is safe.
                             self.store
-                                .set_fields(&record_key, &[("attempt", "0")], Some(self.claim_ttl))
+                                .set_fields(&record_key, &[("attempt", "0")], None)
                                 .await
                                 .map_err(unavailable)?;
                         }
