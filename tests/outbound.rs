@@ -95,13 +95,27 @@ async fn an_agent_text_reaches_the_customer_once_and_receipts_come_back() {
     );
     assert_eq!(tracking.status.as_deref(), Some("read"));
     assert_eq!(tracking.direction.as_deref(), Some("outbound"));
-    // The message's tracking and its send record expire: Redis keeps recent messages only.
+    // The message's tracking, its send record and the conversation's mappings expire: Redis keeps
+    // recent messages and live conversations only.
+    let conversation = format!("{PHONE_NUMBER_ID}:{}", customer.wa_id);
+    let mapping = rig
+        .records()
+        .await
+        .conversation(&conversation)
+        .await
+        .expect("read")
+        .expect("mapped");
+    let linked = mapping
+        .genesys_conversation_id
+        .expect("linked to a Genesys conversation");
     let mut redis = redis::Client::open(rig.config.store.redis_url.as_str())
         .and_then(|client| client.get_connection())
         .expect("redis");
     for key in [
         format!("track:wa:{}", sends[0].wamid),
         format!("send:send:genesys:{genesys_id}"),
+        format!("mapping:wa:{conversation}"),
+        format!("mapping:conv:{linked}"),
     ] {
         let ttl_ms: i64 = redis::cmd("PTTL")
             .arg(format!("{}{key}", rig.config.store.key_prefix))

@@ -5,6 +5,8 @@
 //!   the 24-hour customer-service window) and the Genesys conversation id once known. The user is
 //!   qualified by the business number because one person may talk to several tenants.
 //! - `mapping:conv:{genesys_conversation_id}` — the conversation key, for the reverse direction.
+//!   Both expire [`MAPPING_TTL`] after the customer's last message (or the link to Genesys): a
+//!   customer who writes again after that starts a fresh mapping, as a new conversation would.
 //! - `track:wa:{wamid}` — one per message: direction, status, media type and URL, and the ids the
 //!   other side gave it (Genesys message id and conversation id). It expires [`TRACKING_TTL`]
 //!   after its last write, so Redis holds recent messages, not every message ever sent; usage and
@@ -25,6 +27,10 @@ use crate::{StateStore, StoreError};
 /// How long a message's tracking outlives its last write: statuses arrive within days (Meta
 /// retries a webhook for up to 7 days), and a reply may quote a message some weeks old.
 pub const TRACKING_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long a conversation mapping outlives the customer's last message: far beyond the 24-hour
+/// window and any agent conversation, so that only abandoned conversations leave the hot store.
+pub const MAPPING_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Reads and writes mappings and tracking; cheap to clone.
 #[derive(Clone)]
@@ -119,7 +125,9 @@ impl Records {
                 fields.push((field, value));
             }
         }
-        self.store.set_fields(&key, &fields, None).await?;
+        self.store
+            .set_fields(&key, &fields, Some(MAPPING_TTL))
+            .await?;
         let mut merged = current;
         for (field, value) in fields {
             merged.insert(field.to_owned(), value.to_owned());
@@ -145,14 +153,14 @@ impl Records {
             .set_fields(
                 &mapping_key(conversation_key),
                 &[("genesys_conversation_id", genesys_conversation_id)],
-                None,
+                Some(MAPPING_TTL),
             )
             .await?;
         self.store
             .put(
                 &format!("mapping:conv:{genesys_conversation_id}"),
                 conversation_key.as_bytes(),
-                None,
+                Some(MAPPING_TTL),
             )
             .await
     }
