@@ -619,7 +619,7 @@ async fn demo_once_observes_every_expected_outcome() {
 
 /// The runner itself: an undecodable record goes to the input's DLQ with its bytes and the reason,
 /// and with one record allowed in flight the runner has to stop reading again and again (it waits
-/// for acks instead of dropping), yet every valid record arrives, in order.
+/// for acks instead of dropping), yet every valid record arrives, in order and unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_dead_letters_garbage_and_applies_backpressure() {
     let mut config = isolated_config();
@@ -634,12 +634,15 @@ async fn runner_dead_letters_garbage_and_applies_backpressure() {
             .header("trace", "kept"),
     ];
     for seq in 0..200 {
-        records.push(text_record(
+        let mut record = text_record(
             &input,
             "447700900777",
             &format!("wamid.bp.{seq}"),
             &seq.to_string(),
-        ));
+        );
+        // Valid JSON that no encoder writes: a re-encoded copy would differ from it.
+        record.payload.insert(0, b' ');
+        records.push(record);
     }
     producer.send_all(&records).await.expect("input acked");
 
@@ -671,6 +674,14 @@ async fn runner_dead_letters_garbage_and_applies_backpressure() {
         bodies,
         (0..200).map(|i| i.to_string()).collect::<Vec<_>>(),
         "all 200, in order"
+    );
+    // Dedupe forwards what it lets through: the very bytes it read, not a re-encoding.
+    assert!(
+        received
+            .iter()
+            .zip(&records[1..])
+            .all(|(out, input)| out.payload == input.payload),
+        "forwarded byte for byte"
     );
     assert!(
         waits() > waits_before,

@@ -235,34 +235,17 @@ impl<S: Stage> StageRunner<S> {
             };
             match self.stage.process(event, &cx).await {
                 Ok(Outcome::Emit(events, receipt)) => {
-                    let output = match self.stage.output() {
-                        Some(topic) => topic.qualified(&self.kafka.topic_prefix),
-                        None if events.is_empty() => String::new(),
-                        None => {
-                            return Err(RunnerError::Internal {
-                                stage: name,
-                                reason: "a sink emitted events".into(),
-                            });
-                        }
-                    };
-                    let mut acks = Vec::with_capacity(events.len());
-                    for event in &events {
-                        let record = Record::new(
-                            &output,
-                            Some(event.conversation_key.to_string()),
-                            event.to_json(),
-                        )
-                        .header(ORIGIN_HEADER, cx.origin.to_string());
-                        acks.push(self.enqueue(&record, shutdown).await?);
-                    }
-                    m.stage_emitted
-                        .with_label_values(&[name])
-                        .inc_by(events.len() as u64);
-                    return Ok(Some(InFlight {
-                        origin: cx.origin,
-                        acks,
-                        receipt: Some(receipt),
-                    }));
+                    let outputs = events
+                        .iter()
+                        .map(|event| (Some(event.conversation_key.to_string()), event.to_json()));
+                    return self.emit(outputs, receipt, cx.origin, shutdown).await;
+                }
+                Ok(Outcome::Forward(receipt)) => {
+                    let key = message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned());
+                    let outputs = std::iter::once((key, payload.to_vec()));
+                    return self.emit(outputs, receipt, cx.origin, shutdown).await;
                 }
                 Ok(Outcome::Discard(reason)) => {
                     m.stage_discarded.with_label_values(&[name, reason]).inc();
@@ -297,6 +280,43 @@ impl<S: Stage> StageRunner<S> {
                 }
             }
         }
+    }
+
+    /// Enqueues a processed record's outputs (key, payload) to the stage's output topic.
+    async fn emit(
+        &self,
+        outputs: impl ExactSizeIterator<Item = (Option<String>, Vec<u8>)>,
+        receipt: S::Receipt,
+        origin: Origin,
+        shutdown: &Shutdown,
+    ) -> Handled<S::Receipt> {
+        let name = self.stage.name();
+        let count = outputs.len();
+        let topic = match self.stage.output() {
+            Some(topic) => topic.qualified(&self.kafka.topic_prefix),
+            None if count == 0 => String::new(),
+            None => {
+                return Err(RunnerError::Internal {
+                    stage: name,
+                    reason: "a sink emitted events".into(),
+                });
+            }
+        };
+        let mut acks = Vec::with_capacity(count);
+        for (key, payload) in outputs {
+            let record =
+                Record::new(&topic, key, payload).header(ORIGIN_HEADER, origin.to_string());
+            acks.push(self.enqueue(&record, shutdown).await?);
+        }
+        metrics()
+            .stage_emitted
+            .with_label_values(&[name])
+            .inc_by(count as u64);
+        Ok(Some(InFlight {
+            origin,
+            acks,
+            receipt: Some(receipt),
+        }))
     }
 
     /// Sends the original record, bytes and headers unchanged, to the input's dead-letter twin.

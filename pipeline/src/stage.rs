@@ -39,6 +39,9 @@ pub enum Outcome<R> {
     /// Produce these events (possibly none) to the stage's output; then call
     /// [`Stage::acked`] with the receipt.
     Emit(Vec<Envelope>, R),
+    /// Produce the input record itself to the stage's output, its bytes unchanged (a filter, such as
+    /// dedupe, passing an event on): nothing is encoded again. Then call [`Stage::acked`].
+    Forward(R),
     /// Produce nothing, on purpose, for a low-cardinality `reason` (it becomes a metric label).
     Discard(&'static str),
 }

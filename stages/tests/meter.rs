@@ -111,6 +111,7 @@ impl Meter {
                 }
             }
             Outcome::Discard(_) => None,
+            Outcome::Forward(_) => panic!("the meter emits usage, it never forwards its input"),
         }
     }
 }
