@@ -24,7 +24,9 @@ use tracing::{error, info};
 use wabaflow_ingest::{GenesysEdge, MetaEdge};
 use wabaflow_pipeline::config::{ObjectsBackend, StoreBackend};
 use wabaflow_pipeline::telemetry::{Health, admin_router};
-use wabaflow_pipeline::{BatchLimits, BatchRunner, Config, Producer, Shutdown, Stage, StageRunner};
+use wabaflow_pipeline::{
+    BatchLimits, BatchRunner, BatchSink, Config, Producer, Shutdown, Stage, StageRunner,
+};
 use wabaflow_schemas::tenant::Tenant;
 use wabaflow_sinks::archive::{WEBHOOKS_INBOUND_BUCKET, WEBHOOKS_OUTBOUND_BUCKET};
 use wabaflow_sinks::clickhouse::{ClickHouseClient, ClickHouseSink, Feed};
@@ -210,8 +212,14 @@ impl Node {
             ingest_addr = Some(addr);
         }
 
+        let mut runners = Runners {
+            tasks: &mut tasks,
+            config,
+            producer: &producer,
+            health: &health,
+            shutdown: &shutdown,
+        };
         for role in roles {
-            let stop = shutdown.clone();
             let name = role.name();
             let registry = || {
                 tenants
@@ -223,29 +231,15 @@ impl Node {
                 Role::Dedupe => {
                     let ttl = Duration::from_secs(config.dedupe.ttl_secs);
                     let stage = DedupeStage::new(store.clone(), ttl);
-                    tasks.spawn(run_stage(
-                        stage,
-                        config,
-                        &producer,
-                        &health,
-                        stop.clone(),
-                        name,
-                    ));
+                    runners.stage(stage, name);
                     let stage = DedupeStage::outbound(store.clone(), ttl);
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::Map => {
                     let stage = MapStage::new(registry()?, records.clone());
-                    tasks.spawn(run_stage(
-                        stage,
-                        config,
-                        &producer,
-                        &health,
-                        stop.clone(),
-                        name,
-                    ));
+                    runners.stage(stage, name);
                     let stage = MapStage::outbound(registry()?, records.clone());
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::Media => {
                     let objects = objects.clone().context("object store")?;
@@ -262,14 +256,7 @@ impl Node {
                         &config.meta,
                         &config.media,
                     )?;
-                    tasks.spawn(run_stage(
-                        stage,
-                        config,
-                        &producer,
-                        &health,
-                        stop.clone(),
-                        name,
-                    ));
+                    runners.stage(stage, name);
                     let tokens = Arc::new(GenesysTokens::new(
                         reqwest::Client::builder()
                             .timeout(Duration::from_millis(config.genesys.timeout_ms))
@@ -285,20 +272,13 @@ impl Node {
                         &config.meta,
                         &config.media,
                     )?;
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::Transform => {
                     let stage = TransformStage::new(registry()?, records.clone());
-                    tasks.spawn(run_stage(
-                        stage,
-                        config,
-                        &producer,
-                        &health,
-                        stop.clone(),
-                        name,
-                    ));
+                    runners.stage(stage, name);
                     let stage = TransformStage::outbound(registry()?, records.clone());
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::Meter => {
                     let prices = if config.meter.price_book.is_empty() {
@@ -309,23 +289,23 @@ impl Node {
                         PriceBook::parse(&text).context("meter.price_book")?
                     };
                     let stage = MeterStage::new(store.clone(), prices);
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::Receipts => {
                     let stage = ReceiptStage::new(registry()?);
-                    tasks.spawn(run_stage(stage, config, &producer, &health, stop, name));
+                    runners.stage(stage, name);
                 }
                 Role::WhatsApp => {
                     let service =
                         WhatsAppService::new(registry()?, &config.meta, &config.whatsapp)?;
                     let sink =
                         WhatsAppSink::new(service, registry()?, records.clone(), &config.whatsapp);
-                    tasks.spawn(run_stage(sink, config, &producer, &health, stop, name));
+                    runners.stage(sink, name);
                 }
                 Role::Genesys => {
                     let service = GenesysService::new(registry()?, &config.genesys)?;
                     let sink = GenesysSink::new(service, registry()?, records.clone());
-                    tasks.spawn(run_stage(sink, config, &producer, &health, stop, name));
+                    runners.stage(sink, name);
                 }
                 Role::ClickHouse => {
                     let client = ClickHouseClient::new(&config.clickhouse)?;
@@ -342,10 +322,7 @@ impl Node {
                         max_age: Duration::from_millis(config.clickhouse.batch_max_age_ms),
                     };
                     for feed in Feed::ALL {
-                        let sink = ClickHouseSink::new(client.clone(), feed);
-                        let runner = BatchRunner::new(sink, &config.kafka, limits, health.clone());
-                        let stop = stop.clone();
-                        tasks.spawn(async move { runner.run(stop).await.context(name) });
+                        runners.batch(ClickHouseSink::new(client.clone(), feed), limits, name);
                     }
                 }
                 Role::Archive => {
@@ -360,13 +337,7 @@ impl Node {
                         max_records: config.archive.batch_max_records.max(1),
                         max_age: Duration::from_millis(config.archive.batch_max_age_ms),
                     };
-                    let runner = BatchRunner::new(
-                        ArchiveSink::new(objects),
-                        &config.kafka,
-                        limits,
-                        health.clone(),
-                    );
-                    tasks.spawn(async move { runner.run(stop).await.context(name) });
+                    runners.batch(ArchiveSink::new(objects), limits, name);
                 }
             }
         }
@@ -404,18 +375,35 @@ impl Node {
     }
 }
 
-type StageTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+/// Starts the runners of a node's roles on its tasks, each with the node's producer, health and
+/// shutdown; a runner's error is reported under its role's name.
+struct Runners<'a> {
+    tasks: &'a mut JoinSet<anyhow::Result<()>>,
+    config: &'a Config,
+    producer: &'a Producer,
+    health: &'a Health,
+    shutdown: &'a Shutdown,
+}
 
-fn run_stage<S: Stage>(
-    stage: S,
-    config: &Config,
-    producer: &Producer,
-    health: &Health,
-    shutdown: Shutdown,
-    name: &'static str,
-) -> StageTask {
-    let runner = StageRunner::new(stage, &config.kafka, producer.clone(), health.clone());
-    Box::pin(async move { runner.run(shutdown).await.context(name) })
+impl Runners<'_> {
+    fn stage<S: Stage>(&mut self, stage: S, role: &'static str) {
+        let runner = StageRunner::new(
+            stage,
+            &self.config.kafka,
+            self.producer.clone(),
+            self.health.clone(),
+        );
+        let shutdown = self.shutdown.clone();
+        self.tasks
+            .spawn(async move { runner.run(shutdown).await.context(role) });
+    }
+
+    fn batch<B: BatchSink>(&mut self, sink: B, limits: BatchLimits, role: &'static str) {
+        let runner = BatchRunner::new(sink, &self.config.kafka, limits, self.health.clone());
+        let shutdown = self.shutdown.clone();
+        self.tasks
+            .spawn(async move { runner.run(shutdown).await.context(role) });
+    }
 }
 
 /// 12 500 000 micro-units → `"12.500000"`.
