@@ -46,6 +46,8 @@ install() {
   [[ -x /usr/bin/clickhouse-server || -x /usr/sbin/clickhouse-server ]] || missing+=(clickhouse-server clickhouse-client)
   # promtool checks the dashboards' Prometheus expressions.
   command -v promtool >/dev/null || missing+=(prometheus)
+  # node checks that the k6 scripts parse (k6 itself is not packaged for Debian).
+  command -v node >/dev/null || missing+=(nodejs)
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
   if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     # The default features build a broker that discards records: dynostore is required (INFRA.md).
