@@ -7,9 +7,8 @@
 //! is unavailable (once both writes are pending and the next batch is full, the runner stops
 //! reading: backpressure, nothing skipped), and only after it and every batch before it succeeded
 //! are the offsets of its records stored (auto-committed every second, committed synchronously on
-//! revoke and shutdown). A crash replays the records since the last
-//! commit, so a sink's write must be idempotent for the same records — the archive writes the
-//! same object key again.
+//! revoke and shutdown). A crash replays the records since the last commit, so a sink's write must
+//! be idempotent for the same records — the archive writes the same object key again.
 //!
 //! A retry that lasts longer than `max.poll.interval.ms` (5 minutes) makes librdkafka leave the
 //! group; the partitions then move, and the records are written by their next owner.

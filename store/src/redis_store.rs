@@ -1,8 +1,9 @@
 //! The Redis store: single-node production and the store the integration tests run against.
 //!
 //! Claims are one Lua script (GET, then SET … PX if absent; optionally reading a record too), so
-//! concurrent claimers on any number of wabaflow processes see exactly one `New`. Values are strings, records are hashes (HSET sets
-//! only the given fields). Keys are namespaced by a prefix.
+//! concurrent claimers on any number of wabaflow processes see exactly one `New`. Values are
+//! strings, records are hashes (HSET sets only the given fields; with a TTL, HSET and PEXPIRE in
+//! one script). Keys are namespaced by a prefix.
 
 use std::collections::HashMap;
 use std::time::Duration;
