@@ -11,6 +11,7 @@
 
 mod memory;
 pub mod objects;
+mod pipelining;
 pub mod records;
 mod redis_store;
 pub mod tenants;

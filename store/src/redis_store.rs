@@ -3,15 +3,17 @@
 //! Claims are one Lua script (GET, then SET … PX if absent; optionally reading a record too), so
 //! concurrent claimers on any number of wabaflow processes see exactly one `New`. Values are
 //! strings, records are hashes (HSET sets only the given fields; with a TTL, HSET and PEXPIRE in
-//! one script). Keys are namespaced by a prefix.
+//! one script). Keys are namespaced by a prefix. Calls made concurrently travel together, as one
+//! pipeline ([`Pipeliner`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
+use crate::pipelining::{Pipeliner, evalsha};
 use crate::{Claim, StateStore, StoreError, completed, pending};
 
 /// The claim's step, shared by the scripts that claim: sets `found` to 0 (new, now claimed),
@@ -65,8 +67,12 @@ return 0
 
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    pipeliner: Pipeliner,
     prefix: String,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
     claim: Script,
     claim_with_fields: Script,
     complete: Script,
@@ -74,12 +80,37 @@ pub struct RedisStore {
     set_fields_expiring: Script,
 }
 
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            claim: Script::new(CLAIM),
+            claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
+            complete: Script::new(COMPLETE),
+            add_once: Script::new(ADD_ONCE),
+            set_fields_expiring: Script::new(SET_FIELDS_EXPIRING),
+        }
+    }
+
+    fn all(&self) -> Vec<Script> {
+        [
+            &self.claim,
+            &self.claim_with_fields,
+            &self.complete,
+            &self.add_once,
+            &self.set_fields_expiring,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://127.0.0.1:6379`); every key is stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         // redis-rs answers "timed out" after 500 ms by default. One multiplexed connection carries
-        // every concurrent claim of a process (a runner keeps up to `max_in_flight` conversations
+        // every concurrent call of a process (a runner keeps up to `max_in_flight` conversations
         // in flight), and under a CPU-bound load replies queue up longer than that: the sender
         // benchmark saw dozens of spurious timeouts, each a retry. 5 s still catches a dead Redis.
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -88,14 +119,11 @@ impl RedisStore {
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
+        let scripts = Scripts::new();
         Ok(Self {
-            connection,
+            pipeliner: Pipeliner::start(connection, scripts.all()),
             prefix: prefix.to_owned(),
-            claim: Script::new(CLAIM),
-            claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
-            complete: Script::new(COMPLETE),
-            add_once: Script::new(ADD_ONCE),
-            set_fields_expiring: Script::new(SET_FIELDS_EXPIRING),
+            scripts: Arc::new(scripts),
         })
     }
 
@@ -121,17 +149,12 @@ fn claim_of(found: i64) -> Claim {
 #[async_trait]
 impl StateStore for RedisStore {
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        let found: i64 = self
-            .claim
-            .key(self.key(key))
+        let mut command = evalsha(&self.scripts.claim, &[&self.key(key)]);
+        command
             .arg(pending(owner))
             .arg(completed(owner))
-            .arg(ttl_ms)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(claim_of(found))
+            .arg(ttl_ms(ttl));
+        Ok(claim_of(self.pipeliner.query(command).await?))
     }
 
     async fn claim_with_fields(
@@ -141,68 +164,45 @@ impl StateStore for RedisStore {
         ttl: Duration,
         record: &str,
     ) -> Result<(Claim, HashMap<String, String>), StoreError> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        let (found, fields): (i64, HashMap<String, String>) = self
-            .claim_with_fields
-            .key(self.key(key))
-            .key(self.key(record))
+        let mut command = evalsha(
+            &self.scripts.claim_with_fields,
+            &[&self.key(key), &self.key(record)],
+        );
+        command
             .arg(pending(owner))
             .arg(completed(owner))
-            .arg(ttl_ms)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
+            .arg(ttl_ms(ttl));
+        let (found, fields) = self.pipeliner.query(command).await?;
         Ok((claim_of(found), fields))
     }
 
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .complete
-            .key(self.key(key))
-            .arg(pending(owner))
-            .arg(completed(owner))
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let mut command = evalsha(&self.scripts.complete, &[&self.key(key)]);
+        command.arg(pending(owner)).arg(completed(owner));
+        self.pipeliner.query::<i64>(command).await.map(drop)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.connection
-            .clone()
-            .get(self.key(key))
-            .await
-            .map_err(unavailable)
+        self.pipeliner.query(redis::Cmd::get(self.key(key))).await
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let key = self.key(key);
-        match ttl {
-            Some(ttl) => {
-                connection
-                    .pset_ex::<_, _, ()>(key, value, ttl.as_millis().max(1) as u64)
-                    .await
-            }
-            None => connection.set::<_, _, ()>(key, value).await,
-        }
-        .map_err(unavailable)
+        let command = match ttl {
+            Some(ttl) => redis::Cmd::pset_ex(key, value, ttl_ms(ttl)),
+            None => redis::Cmd::set(key, value),
+        };
+        self.pipeliner.query(command).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.connection
-            .clone()
-            .del::<_, ()>(self.key(key))
-            .await
-            .map_err(unavailable)
+        self.pipeliner.query(redis::Cmd::del(self.key(key))).await
     }
 
     async fn fields(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
-        self.connection
-            .clone()
-            .hgetall(self.key(key))
+        self.pipeliner
+            .query(redis::Cmd::hgetall(self.key(key)))
             .await
-            .map_err(unavailable)
     }
 
     async fn set_fields(
@@ -215,19 +215,18 @@ impl StateStore for RedisStore {
             return Ok(());
         }
         let key = self.key(key);
-        let mut connection = self.connection.clone();
-        match ttl {
-            None => connection.hset_multiple::<_, _, _, ()>(key, fields).await,
+        let command = match ttl {
+            None => redis::Cmd::hset_multiple(key, fields),
             Some(ttl) => {
-                let mut script = self.set_fields_expiring.key(key);
-                script.arg(ttl.as_millis().max(1) as u64);
+                let mut command = evalsha(&self.scripts.set_fields_expiring, &[&key]);
+                command.arg(ttl_ms(ttl));
                 for (field, value) in fields {
-                    script.arg(*field).arg(*value);
+                    command.arg(*field).arg(*value);
                 }
-                script.invoke_async::<()>(&mut connection).await
+                command
             }
-        }
-        .map_err(unavailable)
+        };
+        self.pipeliner.query(command).await
     }
 
     async fn add_once(
@@ -236,26 +235,26 @@ impl StateStore for RedisStore {
         counter: &str,
         delta: i64,
     ) -> Result<(bool, i64), StoreError> {
-        let (applied, value): (i64, i64) = self
-            .add_once
-            .key(self.key(marker))
-            .key(self.key(counter))
-            .arg(delta)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
+        let mut command = evalsha(
+            &self.scripts.add_once,
+            &[&self.key(marker), &self.key(counter)],
+        );
+        command.arg(delta);
+        let (applied, value): (i64, i64) = self.pipeliner.query(command).await?;
         Ok((applied == 1, value))
     }
 
     async fn add(&self, counter: &str, delta: i64) -> Result<i64, StoreError> {
-        self.connection
-            .clone()
-            .incr(self.key(counter), delta)
+        self.pipeliner
+            .query(redis::Cmd::incr(self.key(counter), delta))
             .await
-            .map_err(unavailable)
     }
 
     fn backend(&self) -> &'static str {
         "redis"
     }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    ttl.as_millis().max(1) as u64
 }
