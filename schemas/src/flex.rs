@@ -5,15 +5,54 @@
 //! coordinates are numbers, yet placeholder payloads carry strings. These types accept both and
 //! re-encode exactly what they received, so a decode → encode round trip never changes a payload.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 /// A unix timestamp in seconds, as a JSON string or a JSON integer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum UnixTime {
     Integer(i64),
     Text(String),
+}
+
+/// Read by the form the value has (what `#[serde(untagged)]` would do by buffering the value and
+/// trying each variant in turn, at the cost of a failed attempt on every string: this is on every
+/// message and status).
+impl<'de> Deserialize<'de> for UnixTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Form;
+
+        impl de::Visitor<'_> for Form {
+            type Value = UnixTime;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a unix timestamp, as an integer or a string")
+            }
+
+            fn visit_i64<E: de::Error>(self, secs: i64) -> Result<UnixTime, E> {
+                Ok(UnixTime::Integer(secs))
+            }
+
+            fn visit_u64<E: de::Error>(self, secs: u64) -> Result<UnixTime, E> {
+                i64::try_from(secs)
+                    .map(UnixTime::Integer)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(secs), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<UnixTime, E> {
+                Ok(UnixTime::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<UnixTime, E> {
+                Ok(UnixTime::Text(text))
+            }
+        }
+
+        deserializer.deserialize_any(Form)
+    }
 }
 
 impl UnixTime {
@@ -71,6 +110,12 @@ mod tests {
         );
         assert_eq!(serde_json::to_string(&int).expect("encode"), "1669233778");
         assert_eq!(UnixTime::Text("soon".into()).seconds(), None);
+        for refused in ["1.5", "18446744073709551615", "true", "null", "{}"] {
+            assert!(
+                serde_json::from_str::<UnixTime>(refused).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
