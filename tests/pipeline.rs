@@ -758,6 +758,7 @@ struct HookBeforeNext {
 
 #[async_trait]
 impl Stage for HookBeforeNext {
+    type Input = Envelope;
     type Receipt = bool;
 
     fn name(&self) -> &'static str {

@@ -30,7 +30,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
-use wabaflow_schemas::Envelope;
 
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
@@ -39,7 +38,7 @@ use crate::keyed::KeyedQueue;
 use crate::offsets::OffsetTracker;
 use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
-use crate::stage::{Context, Origin, Outcome, Stage, StageError};
+use crate::stage::{Context, Input, Origin, Outcome, Stage, StageError};
 use crate::telemetry::{Health, metrics};
 
 /// Header naming the record an output (or a dead letter) was made from.
@@ -225,7 +224,7 @@ impl<S: Stage> StageRunner<S> {
         let payload = message.payload().unwrap_or_default();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
-            let event = match Envelope::from_json(payload) {
+            let event = match S::Input::decode(payload) {
                 Ok(event) => event,
                 Err(err) => {
                     return self

@@ -2,15 +2,17 @@
 //!
 //! A stage knows nothing of Kafka. A sink is a stage without an output topic: its effect is the
 //! call it makes (e.g. to Genesys), and the runner's offset rules apply to it unchanged.
-//! The runner decodes the record into an [`Envelope`], calls
-//! [`Stage::process`], produces what it returns to [`Stage::output`], and only after the broker
-//! acked those outputs calls [`Stage::acked`] and stores the input's offset.
+//! The runner decodes the record into the stage's [`Input`] (an [`Envelope`], or a part of one when
+//! that is all the stage reads), calls [`Stage::process`], produces what it returns to
+//! [`Stage::output`], and only after the broker acked those outputs calls [`Stage::acked`] and
+//! stores the input's offset.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wabaflow_schemas::{Envelope, Topic};
+use wabaflow_schemas::envelope::EnvelopeError;
+use wabaflow_schemas::{Envelope, IdempotencyKey, Topic};
 
 /// Where the input record came from. Stable across redeliveries of the same record, which makes
 /// it the natural owner of an idempotency claim.
@@ -63,8 +65,29 @@ pub enum StageError {
     Internal(String),
 }
 
+/// What a stage reads from each input record. A record that does not decode is dead-lettered with
+/// the error as its reason.
+pub trait Input: Sized + Send + 'static {
+    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError>;
+}
+
+impl Input for Envelope {
+    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError> {
+        Envelope::from_json(payload)
+    }
+}
+
+/// Only the event's idempotency key: for a filter that forwards the record's bytes unchanged.
+impl Input for IdempotencyKey {
+    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError> {
+        IdempotencyKey::from_json(payload)
+    }
+}
+
 #[async_trait]
 pub trait Stage: Send + Sync + 'static {
+    /// What each input record is decoded into: [`Envelope`] for most stages.
+    type Input: Input;
     /// Handed back after the outputs are acked (e.g. the claim to complete).
     type Receipt: Send + 'static;
 
@@ -76,7 +99,7 @@ pub trait Stage: Send + Sync + 'static {
 
     async fn process(
         &self,
-        event: Envelope,
+        event: Self::Input,
         cx: &Context,
     ) -> Result<Outcome<Self::Receipt>, StageError>;
 

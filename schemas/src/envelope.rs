@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::billing::UsageRecord;
 use crate::genesys::{InboundMessage, OutboundMessage, Receipt};
+use crate::identity::Identity;
 use crate::meta::{Contact, Message, MetaError, Status};
 use crate::tag_first::tag_first;
 use crate::whatsapp::SendRequest;
@@ -231,24 +232,33 @@ impl Event {
     /// The key under which this event's effects are made idempotent: the wamid for a message,
     /// `(wamid, status)` for a status. Errors and other changes carry no identity of their own.
     pub fn idempotency_key(&self) -> Option<String> {
-        match self {
-            Event::MetaMessage { message, .. } => Some(format!("wa:msg:{}", message.id)),
-            Event::MetaStatus { status, .. } => {
-                Some(format!("wa:status:{}:{}", status.id, status.status))
-            }
-            Event::GenesysInbound { wamid, .. } => Some(format!("genesys:in:{wamid}")),
-            Event::GenesysOutbound { message, .. } => Some(format!("genesys:out:{}", message.id)),
-            Event::WhatsAppSend { send_key, .. } => Some(send_key.clone()),
-            Event::SendResult { send_key, .. } => Some(format!("result:{send_key}")),
-            Event::GenesysReceipt { receipt, .. } => {
-                Some(format!("genesys:receipt:{}:{}", receipt.id, receipt.status))
-            }
-            Event::Usage { usage } => Some(match &usage.conversation_id {
-                Some(conversation) => format!("usage:conversation:{conversation}"),
-                None => format!("usage:message:{}", usage.wamid),
-            }),
-            Event::MetaError { .. } | Event::MetaChange { .. } => None,
-        }
+        self.identity().map(|identity| identity.key())
+    }
+
+    /// What identifies this event ([`Identity`]).
+    pub fn identity(&self) -> Option<Identity<'_>> {
+        Some(match self {
+            Event::MetaMessage { message, .. } => Identity::Message(&message.id),
+            Event::MetaStatus { status, .. } => Identity::Status {
+                wamid: &status.id,
+                status: &status.status,
+            },
+            Event::GenesysInbound { wamid, .. } => Identity::GenesysInbound { wamid },
+            Event::GenesysOutbound { message, .. } => Identity::GenesysOutbound {
+                message_id: &message.id,
+            },
+            Event::WhatsAppSend { send_key, .. } => Identity::Send { send_key },
+            Event::SendResult { send_key, .. } => Identity::SendResult { send_key },
+            Event::GenesysReceipt { receipt, .. } => Identity::Receipt {
+                id: &receipt.id,
+                status: &receipt.status,
+            },
+            Event::Usage { usage } => Identity::Usage {
+                conversation: usage.conversation_id.as_deref(),
+                wamid: &usage.wamid,
+            },
+            Event::MetaError { .. } | Event::MetaChange { .. } => return None,
+        })
     }
 
     /// A short, low-cardinality name for metrics and logs.

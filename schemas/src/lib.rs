@@ -9,6 +9,7 @@ pub mod billing;
 pub mod envelope;
 pub mod flex;
 pub mod genesys;
+pub mod identity;
 pub mod meta;
 pub mod secret;
 mod tag_first;
@@ -20,5 +21,6 @@ pub use envelope::{
     ConversationKey, Envelope, Event, RawRef, Reply, SCHEMA_VERSION, SendOutcome, Source,
     StoredMedia,
 };
+pub use identity::{IdempotencyKey, Identity};
 pub use secret::Secret;
 pub use topics::Topic;

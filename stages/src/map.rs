@@ -136,6 +136,7 @@ pub(crate) async fn tenant_of(
 
 #[async_trait]
 impl Stage for MapStage {
+    type Input = Envelope;
     type Receipt = ();
 
     fn name(&self) -> &'static str {

@@ -444,6 +444,7 @@ fn extension(mime_type: &str) -> &'static str {
 
 #[async_trait]
 impl Stage for MediaStage {
+    type Input = Envelope;
     type Receipt = ();
 
     fn name(&self) -> &'static str {

@@ -128,6 +128,7 @@ fn usage_of(tenant: &str, phone_number_id: &str, status: &Status) -> Option<(Str
 
 #[async_trait]
 impl Stage for MeterStage {
+    type Input = Envelope;
     type Receipt = Metered;
 
     fn name(&self) -> &'static str {

@@ -28,6 +28,7 @@ impl ReceiptStage {
 
 #[async_trait]
 impl Stage for ReceiptStage {
+    type Input = Envelope;
     type Receipt = ();
 
     fn name(&self) -> &'static str {

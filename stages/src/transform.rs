@@ -181,6 +181,7 @@ impl TransformStage {
 
 #[async_trait]
 impl Stage for TransformStage {
+    type Input = Envelope;
     type Receipt = ();
 
     fn name(&self) -> &'static str {

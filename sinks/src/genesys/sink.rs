@@ -94,6 +94,7 @@ fn stage_error(err: GenesysError) -> StageError {
 
 #[async_trait]
 impl Stage for GenesysSink {
+    type Input = Envelope;
     type Receipt = ();
 
     fn name(&self) -> &'static str {

@@ -91,6 +91,7 @@ fn unavailable(err: StoreError) -> StageError {
 
 #[async_trait]
 impl Stage for WhatsAppSink {
+    type Input = Envelope;
     type Receipt = SendReceipt;
 
     fn name(&self) -> &'static str {
