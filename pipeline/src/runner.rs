@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use prometheus::IntCounter;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -63,6 +64,11 @@ pub struct StageRunner<S: Stage> {
     kafka: KafkaConfig,
     producer: Producer,
     health: Health,
+    /// The output topic's full name; `None` for a sink.
+    output: Option<String>,
+    /// This stage's counters, looked up once rather than per record.
+    consumed: IntCounter,
+    emitted: IntCounter,
 }
 
 /// What processing a record came to: its outputs in flight, or `None` when shutdown cut a retry.
@@ -77,7 +83,13 @@ struct InFlight<R> {
 
 impl<S: Stage> StageRunner<S> {
     pub fn new(stage: S, kafka: &KafkaConfig, producer: Producer, health: Health) -> Self {
+        let name = [stage.name()];
         Self {
+            output: stage
+                .output()
+                .map(|topic| topic.qualified(&kafka.topic_prefix)),
+            consumed: metrics().stage_consumed.with_label_values(&name),
+            emitted: metrics().stage_emitted.with_label_values(&name),
             stage: Arc::new(stage),
             kafka: kafka.clone(),
             producer,
@@ -217,7 +229,7 @@ impl<S: Stage> StageRunner<S> {
     async fn process(&self, message: &OwnedMessage, shutdown: &Shutdown) -> Handled<S::Receipt> {
         let name = self.stage.name();
         let m = metrics();
-        m.stage_consumed.with_label_values(&[name]).inc();
+        self.consumed.inc();
         let cx = Context {
             origin: origin_of(message),
         };
@@ -291,9 +303,9 @@ impl<S: Stage> StageRunner<S> {
     ) -> Handled<S::Receipt> {
         let name = self.stage.name();
         let count = outputs.len();
-        let topic = match self.stage.output() {
-            Some(topic) => topic.qualified(&self.kafka.topic_prefix),
-            None if count == 0 => String::new(),
+        let topic = match &self.output {
+            Some(topic) => topic.as_str(),
+            None if count == 0 => "",
             None => {
                 return Err(RunnerError::Internal {
                     stage: name,
@@ -303,14 +315,10 @@ impl<S: Stage> StageRunner<S> {
         };
         let mut acks = Vec::with_capacity(count);
         for (key, payload) in outputs {
-            let record =
-                Record::new(&topic, key, payload).header(ORIGIN_HEADER, origin.to_string());
+            let record = Record::new(topic, key, payload).header(ORIGIN_HEADER, origin.to_string());
             acks.push(self.enqueue(&record, shutdown).await?);
         }
-        metrics()
-            .stage_emitted
-            .with_label_values(&[name])
-            .inc_by(count as u64);
+        self.emitted.inc_by(count as u64);
         Ok(Some(InFlight {
             origin,
             acks,
