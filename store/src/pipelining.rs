@@ -75,9 +75,10 @@ async fn drive(
     scripts: Arc<[Script]>,
     mut queued: mpsc::UnboundedReceiver<Call>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_PIPELINE);
+    // `recv_many` sizes an empty vector to what has queued (at most MAX_PIPELINE).
+    let mut batch = Vec::new();
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
-        let calls = std::mem::replace(&mut batch, Vec::with_capacity(MAX_PIPELINE));
+        let calls = std::mem::take(&mut batch);
         // Each pipeline on its own task: the next one is gathered while Redis answers this one.
         tokio::spawn(send(connection.clone(), scripts.clone(), calls));
     }
@@ -104,21 +105,9 @@ async fn send(mut connection: ConnectionManager, scripts: Arc<[Script]>, calls: 
         .filter(|&i| matches!(&results[i], Err(err) if is_noscript(err)))
         .collect();
     if !forgotten.is_empty() {
-        let mut again = self::pipeline();
-        for (i, command) in pipeline.cmd_iter().enumerate() {
-            if forgotten.contains(&i) {
-                again.add_command(command.clone());
-            }
-        }
-        let retried = async {
-            for script in scripts.iter() {
-                script.load_async(&mut connection).await?;
-            }
-            again
-                .query_async::<Vec<RedisResult<Value>>>(&mut connection)
-                .await
-        };
-        match retried.await {
+        let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+        let again = forgotten.iter().map(|&i| commands[i].clone());
+        match resend(&mut connection, &scripts, again).await {
             Ok(retried) => {
                 for (&i, result) in forgotten.iter().zip(retried) {
                     results[i] = result;
@@ -135,6 +124,22 @@ async fn send(mut connection: ConnectionManager, scripts: Arc<[Script]>, calls: 
         // A caller that stopped waiting (shutdown) needs no answer.
         let _ = answer.send(result);
     }
+}
+
+/// Loads every script, then sends `commands` (answered `NOSCRIPT`, so they ran nothing) again.
+async fn resend(
+    connection: &mut ConnectionManager,
+    scripts: &[Script],
+    commands: impl Iterator<Item = Cmd>,
+) -> RedisResult<Vec<RedisResult<Value>>> {
+    for script in scripts {
+        script.load_async(connection).await?;
+    }
+    let mut again = pipeline();
+    for command in commands {
+        again.add_command(command);
+    }
+    again.query_async(connection).await
 }
 
 /// A pipeline that answers every command with its own result, errors included.
