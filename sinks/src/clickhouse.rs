@@ -6,5 +6,5 @@ mod service;
 mod sink;
 
 pub use rows::{Analytics, Row};
-pub use service::{ClickHouseClient, ClickHouseError, MIGRATIONS};
+pub use service::{ClickHouseClient, ClickHouseError, JsonEachRow, MIGRATIONS};
 pub use sink::{ClickHouseSink, Feed};

@@ -56,6 +56,36 @@ pub enum ClickHouseError {
     Refused { status: u16, message: String },
 }
 
+/// The body of one `INSERT … FORMAT JSONEachRow`: rows encoded one by one as they are made, so a
+/// batch never holds its rows as values too.
+#[derive(Debug, Default)]
+pub struct JsonEachRow {
+    body: Vec<u8>,
+    count: usize,
+}
+
+impl JsonEachRow {
+    /// Room for about `bytes` of rows (reserved, not touched: it costs no memory until written).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            body: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    pub fn push<R: Serialize>(&mut self, row: &R) -> Result<(), ClickHouseError> {
+        serde_json::to_writer(&mut self.body, row)
+            .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
+        self.body.push(b'\n');
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 #[derive(Clone)]
 pub struct ClickHouseClient {
     http: reqwest::Client,
@@ -93,17 +123,20 @@ impl ClickHouseClient {
         table: &str,
         rows: &[R],
     ) -> Result<(), ClickHouseError> {
+        let mut body = JsonEachRow::default();
+        for row in rows {
+            body.push(row)?;
+        }
+        self.insert_rows(table, body).await
+    }
+
+    /// Inserts rows already encoded into `table` of the database, in one request.
+    pub async fn insert_rows(&self, table: &str, rows: JsonEachRow) -> Result<(), ClickHouseError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut body = Vec::with_capacity(rows.len() * 256);
-        for row in rows {
-            serde_json::to_writer(&mut body, row)
-                .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
-            body.push(b'\n');
-        }
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
-        self.post(body, Some(&query)).await.map(|_| ())
+        self.post(rows.body, Some(&query)).await.map(|_| ())
     }
 
     async fn post(&self, body: Vec<u8>, query: Option<&str>) -> Result<String, ClickHouseError> {

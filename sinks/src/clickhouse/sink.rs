@@ -17,8 +17,8 @@ use chrono::Utc;
 use wabaflow_pipeline::{BatchSink, RawRecord, StageError};
 use wabaflow_schemas::topics::{BILLING_USAGE, Topic, WA_INBOUND_MAPPED, WA_SEND_RESULTS};
 
-use super::rows::{Analytics, Row};
-use super::service::{ClickHouseClient, ClickHouseError};
+use super::rows::Analytics;
+use super::service::{ClickHouseClient, ClickHouseError, JsonEachRow};
 
 /// Which topic a sink instance reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,31 +63,45 @@ impl BatchSink for ClickHouseSink {
 
     async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError> {
         let now = Utc::now();
-        let envelopes: Vec<Analytics<'_>> = batch
-            .iter()
-            .filter_map(|record| match Analytics::decode(&record.payload) {
-                Ok(envelope) => Some(envelope),
+        // Each record's row is encoded as soon as it is read: the batch is never held a second
+        // time as decoded envelopes and rows (two batch-sized vectors, megabytes of fresh pages
+        // per batch, 17 % of the sink's profile in page faults).
+        let mut tables: BTreeMap<&'static str, JsonEachRow> = BTreeMap::new();
+        for record in batch {
+            let analytics = match Analytics::decode(&record.payload) {
+                Ok(analytics) => analytics,
                 // Our own topics hold our own envelopes; one that does not decode was
                 // dead-lettered upstream already and is not analytics data.
                 Err(err) => {
                     tracing::warn!(origin = %record.origin, error = %err, "skipping an undecodable record");
-                    None
+                    continue;
                 }
-            })
-            .collect();
-        let mut tables: BTreeMap<&'static str, Vec<Row<'_>>> = BTreeMap::new();
-        for row in envelopes.iter().filter_map(|envelope| envelope.row(now)) {
-            tables.entry(row.table()).or_default().push(row);
+            };
+            if let Some(row) = analytics.row(now) {
+                tables
+                    .entry(row.table())
+                    .or_insert_with(|| JsonEachRow::with_capacity(batch.len() * ROW_BYTES))
+                    .push(&row)
+                    .map_err(refused)?;
+            }
         }
         for (table, rows) in tables {
             self.client
-                .insert(table, &rows)
+                .insert_rows(table, rows)
                 .await
-                .map_err(|err| match err {
-                    ClickHouseError::Unavailable(reason) => StageError::Unavailable(reason),
-                    refused => StageError::Internal(refused.to_string()),
-                })?;
+                .map_err(refused)?;
         }
         Ok(())
+    }
+}
+
+/// Room reserved per record in a table's body: more than a row takes, so the body is never copied
+/// to grow (reserved pages cost nothing until written).
+const ROW_BYTES: usize = 512;
+
+fn refused(err: ClickHouseError) -> StageError {
+    match err {
+        ClickHouseError::Unavailable(reason) => StageError::Unavailable(reason),
+        refused => StageError::Internal(refused.to_string()),
     }
 }
