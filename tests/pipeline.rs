@@ -16,7 +16,8 @@ use wabaflow::node::{Node, Role};
 use wabaflow_ingest::meta::{SIGNATURE_HEADER, sign};
 use wabaflow_pipeline::telemetry::Health;
 use wabaflow_pipeline::{
-    Config, Context, Outcome, Producer, Record, Shutdown, Stage, StageError, StageRunner,
+    BatchLimits, BatchRunner, BatchSink, Config, Context, Outcome, Producer, RawRecord, Record,
+    Shutdown, Stage, StageError, StageRunner,
 };
 use wabaflow_schemas::topics::{WA_INBOUND, WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
 use wabaflow_schemas::{ConversationKey, Envelope, Event, Source, Topic};
@@ -849,4 +850,75 @@ async fn at_shutdown_records_in_flight_and_their_hooks_finish_together() {
         2,
         "both offsets committed: {committed:?}"
     );
+}
+
+/// Counts the records it is given; every write succeeds.
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait]
+impl BatchSink for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    fn input(&self) -> Topic {
+        WA_INBOUND
+    }
+
+    async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError> {
+        self.0
+            .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A batch sink's offsets, stored once per partition per batch, end up at every partition's last
+/// written record: nothing written is read again after a restart, nothing unwritten is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_sink_commits_every_partition_up_to_its_last_written_record() {
+    let config = isolated_config();
+    create_topics(&config).await;
+    let input = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let records: Vec<Record> = (0..300)
+        .map(|i| {
+            let user = format!("4477009{:05}", i % 40);
+            text_record(&input, &user, &format!("wamid.batch.{i}"), "hi")
+        })
+        .collect();
+    let acks = producer.send_all(&records).await.expect("input acked");
+    let mut expected = vec![-1; WA_INBOUND.partitions as usize];
+    for ack in &acks {
+        let next = &mut expected[ack.partition as usize];
+        *next = (*next).max(ack.offset + 1);
+    }
+
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let limits = BatchLimits {
+        max_records: 7,
+        max_age: Duration::from_millis(20),
+    };
+    let runner = BatchRunner::new(
+        Counting(written.clone()),
+        &config.kafka,
+        limits,
+        Health::default(),
+    );
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let deadline = Instant::now() + IDLE;
+    while written.load(std::sync::atomic::Ordering::SeqCst) < records.len() {
+        assert!(Instant::now() < deadline, "the sink was given every record");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.trigger();
+    running.await.expect("joined").expect("stopped cleanly");
+
+    assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 300);
+    let committed = committed_offsets(
+        &config.kafka.group_id("counting"),
+        &input,
+        WA_INBOUND.partitions,
+    );
+    assert_eq!(committed, expected);
 }

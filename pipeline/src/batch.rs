@@ -127,7 +127,10 @@ impl<S: BatchSink> BatchRunner<S> {
         self.health.set(&health_key(name), true);
         info!(sink = name, topic = %input, "consuming in batches");
 
-        let mut batch: Vec<RawRecord> = Vec::new();
+        let consumed = metrics().stage_consumed.with_label_values(&[name]);
+        // Each batch has room for its records from the start: it never grows by copying.
+        let empty_batch = || Vec::with_capacity(self.limits.max_records);
+        let mut batch: Vec<RawRecord> = empty_batch();
         let mut oldest: Option<Instant> = None;
         // Batches being written, on their own tasks, oldest first.
         let mut writing: VecDeque<JoinHandle<Written>> = VecDeque::new();
@@ -155,7 +158,7 @@ impl<S: BatchSink> BatchRunner<S> {
                 _ = sleep_until(deadline) => "age",
                 message = consumer.recv() => match message {
                     Ok(message) => {
-                        metrics().stage_consumed.with_label_values(&[name]).inc();
+                        consumed.inc();
                         batch.push(RawRecord::from_message(&message));
                         oldest.get_or_insert_with(Instant::now);
                         if batch.len() < self.limits.max_records {
@@ -187,7 +190,7 @@ impl<S: BatchSink> BatchRunner<S> {
                 Ok(false) => break Ok(()),
                 Err(err) => break Err(err),
             }
-            let ready = std::mem::take(&mut batch);
+            let ready = std::mem::replace(&mut batch, empty_batch());
             oldest = None;
             if ready.is_empty() {
                 break Ok(());
@@ -312,12 +315,24 @@ impl Offsets<'_> {
                 return Err(err);
             }
         };
-        for record in &batch {
-            let Origin {
-                topic,
-                partition,
-                offset,
-            } = &record.origin;
+        // A partition's records are in offset order within the batch: its last one is the offset
+        // to store.
+        let mut last: Vec<&Origin> = Vec::new();
+        for record in batch.iter().rev() {
+            let origin = &record.origin;
+            if !last
+                .iter()
+                .any(|seen| seen.partition == origin.partition && seen.topic == origin.topic)
+            {
+                last.push(origin);
+            }
+        }
+        for Origin {
+            topic,
+            partition,
+            offset,
+        } in last
+        {
             // Fails only for a partition revoked meanwhile; its new owner writes it again.
             let _ = self.consumer.store_offset(topic, *partition, *offset);
         }
