@@ -82,14 +82,14 @@ impl BatchSink for ClickHouseSink {
                     .entry(row.table())
                     .or_insert_with(|| JsonEachRow::with_capacity(batch.len() * ROW_BYTES))
                     .push(&row)
-                    .map_err(refused)?;
+                    .map_err(stage_error)?;
             }
         }
         for (table, rows) in tables {
             self.client
                 .insert_rows(table, rows)
                 .await
-                .map_err(refused)?;
+                .map_err(stage_error)?;
         }
         Ok(())
     }
@@ -99,7 +99,8 @@ impl BatchSink for ClickHouseSink {
 /// to grow (reserved pages cost nothing until written).
 const ROW_BYTES: usize = 512;
 
-fn refused(err: ClickHouseError) -> StageError {
+/// Unavailable is retried; a refusal is our bug and stops the sink.
+fn stage_error(err: ClickHouseError) -> StageError {
     match err {
         ClickHouseError::Unavailable(reason) => StageError::Unavailable(reason),
         refused => StageError::Internal(refused.to_string()),
