@@ -72,6 +72,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
 }
 
+/// The Lua scripts, by purpose: commands call them by hash (`EVALSHA`), and the pipeline loads
+/// them all again when Redis has forgotten them.
 struct Scripts {
     claim: Script,
     claim_with_fields: Script,
