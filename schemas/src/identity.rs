@@ -240,6 +240,10 @@ mod tests {
                 "value": {"event": "VERIFIED_ACCOUNT"}}),
             json!({"kind": "meta_error", "phone_number_id": "1065", "error": {
                 "code": 131000, "title": "Something went wrong"}}),
+            // What dedupe-outbound reads: an agent's reply as the Genesys edge split it.
+            json!({"kind": "genesys_outbound", "integration_id": "int-1", "message": {
+                "id": "g-1", "channel": {"to": {"id": "16505551234"}}, "type": "Text",
+                "text": "Your order has shipped"}}),
             usage(Some("conv.1")),
             usage(None),
         ];
@@ -258,6 +262,7 @@ mod tests {
                 Some("wa:status:wamid.S:read".to_owned()),
                 None,
                 None,
+                Some("genesys:out:g-1".to_owned()),
                 Some("usage:conversation:conv.1".to_owned()),
                 Some("usage:message:wamid.U".to_owned()),
             ]
