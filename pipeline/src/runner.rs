@@ -252,10 +252,7 @@ impl<S: Stage> StageRunner<S> {
                     return self.emit(outputs, receipt, cx.origin, shutdown).await;
                 }
                 Ok(Outcome::Forward(receipt)) => {
-                    let key = message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned());
-                    let outputs = std::iter::once((key, payload.to_vec()));
+                    let outputs = std::iter::once((key_of(message), payload.to_vec()));
                     return self.emit(outputs, receipt, cx.origin, shutdown).await;
                 }
                 Ok(Outcome::Discard(reason)) => {
@@ -341,9 +338,7 @@ impl<S: Stage> StageRunner<S> {
         warn!(stage = name, %origin, %reason, "dead-lettering record");
         let mut record = Record::new(
             self.stage.input().dlq(&self.kafka.topic_prefix),
-            message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            key_of(message),
             message.payload().unwrap_or_default().to_vec(),
         );
         if let Some(headers) = message.headers() {
@@ -462,6 +457,13 @@ impl LaneKey {
             None => Self::Unkeyed(message.partition()),
         }
     }
+}
+
+/// The record's key as text, for the records made from it.
+fn key_of(message: &OwnedMessage) -> Option<String> {
+    message
+        .key()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
 }
 
 fn origin_of(message: &OwnedMessage) -> Origin {

@@ -153,7 +153,7 @@ fn is_noscript(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
-fn unavailable(err: RedisError) -> StoreError {
+pub(crate) fn unavailable(err: RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 
-use crate::pipelining::{Pipeliner, evalsha};
+use crate::pipelining::{Pipeliner, evalsha, unavailable};
 use crate::{Claim, StateStore, StoreError, completed, pending};
 
 /// The claim's step, shared by the scripts that claim: sets `found` to 0 (new, now claimed),
@@ -132,10 +132,6 @@ impl RedisStore {
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
-}
-
-fn unavailable(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(err.to_string())
 }
 
 /// What the claim step's `found` means.
