@@ -51,8 +51,9 @@ impl DedupeStage {
     }
 }
 
-/// The claim to complete once the output is durable.
-pub struct ClaimReceipt(Option<String>);
+/// The claim to complete once the output is durable: its key and owner (the record's origin,
+/// formatted once).
+pub struct ClaimReceipt(Option<(String, String)>);
 
 fn unavailable(err: StoreError) -> StageError {
     StageError::Unavailable(err.to_string())
@@ -101,19 +102,15 @@ impl Stage for DedupeStage {
             .await
             .map_err(unavailable)?
         {
-            Claim::New | Claim::Resumed => Ok(Outcome::Forward(ClaimReceipt(Some(key)))),
+            Claim::New | Claim::Resumed => Ok(Outcome::Forward(ClaimReceipt(Some((key, owner))))),
             Claim::Completed => Ok(Outcome::Discard("replayed")),
             Claim::Taken => Ok(Outcome::Discard("duplicate")),
         }
     }
 
-    async fn acked(&self, receipt: ClaimReceipt, cx: &Context) -> Result<(), StageError> {
+    async fn acked(&self, receipt: ClaimReceipt, _cx: &Context) -> Result<(), StageError> {
         match receipt.0 {
-            Some(key) => self
-                .store
-                .complete(&key, &cx.origin.to_string())
-                .await
-                .map_err(unavailable),
+            Some((key, owner)) => self.store.complete(&key, &owner).await.map_err(unavailable),
             None => Ok(()),
         }
     }
