@@ -346,9 +346,12 @@ impl Observer {
         Ok(Self {
             unique: consumer(
                 &WA_INBOUND_UNIQUE.qualified(prefix),
-                WA_INBOUND_UNIQUE.partitions,
+                config.kafka.partitions_of(&WA_INBOUND_UNIQUE),
             )?,
-            raw: consumer(&WEBHOOKS_RAW.qualified(prefix), WEBHOOKS_RAW.partitions)?,
+            raw: consumer(
+                &WEBHOOKS_RAW.qualified(prefix),
+                config.kafka.partitions_of(&WEBHOOKS_RAW),
+            )?,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rdkafka::consumer::Consumer as _;
 use serde_json::{Value, json};
 use support::*;
 use tokio::sync::{Semaphore, mpsc};
@@ -161,6 +162,50 @@ async fn batched_webhook_becomes_one_event_per_update_in_its_conversation_partit
         bodies[0].headers.get("wabaflow-source").map(String::as_str),
         Some("meta")
     );
+    stop(node).await;
+}
+
+/// `kafka.partitions` reaches the broker: the topics have that many partitions, and the edge's
+/// events land in murmur2's partition among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_with_the_configured_partition_count() {
+    let mut config = isolated_config();
+    config.kafka.partitions = std::num::NonZeroU16::new(3);
+    let reports = wabaflow_pipeline::topics::create_all(&config.kafka)
+        .await
+        .expect("topics created");
+    assert!(reports.iter().all(|r| r.created && r.partitions == 3));
+    let prefix = &config.kafka.topic_prefix;
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .create()
+        .expect("consumer");
+    for topic in [
+        WA_INBOUND.qualified(prefix),
+        WA_INBOUND.dlq(prefix),
+        WEBHOOKS_RAW.qualified(prefix),
+    ] {
+        let metadata = probe
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics().first().map(|t| t.partitions().len());
+        assert_eq!(partitions, Some(3), "{topic}");
+    }
+
+    let node = start(&config, &[Role::Ingest]).await;
+    let wamids = ["wamid.P3-1", "wamid.P3-2", "wamid.P3-3", "wamid.P3-4"];
+    for (i, wamid) in wamids.iter().enumerate() {
+        let webhook = text("110", &format!("44770090{i:04}"), wamid, "hi");
+        let (status, answer) = post_signed(&node, &webhook).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let events = TopicReader::new(&WA_INBOUND.qualified(prefix), 3);
+    let records = events.until(IDLE, |r| r.len() >= wamids.len()).await;
+    assert_eq!(records.len(), wamids.len());
+    for record in &records {
+        let key = record.key.clone().expect("keyed");
+        assert_eq!(record.partition, partition_for(&key, 3), "{key}");
+    }
     stop(node).await;
 }
 

@@ -22,10 +22,11 @@ pub struct TopicReport {
 pub fn planned(kafka: &KafkaConfig) -> Vec<(String, i32)> {
     ALL.iter()
         .flat_map(|topic: &Topic| {
-            let main = (topic.qualified(&kafka.topic_prefix), topic.partitions);
+            let partitions = kafka.partitions_of(topic);
+            let main = (topic.qualified(&kafka.topic_prefix), partitions);
             let dlq = topic
                 .has_dlq
-                .then(|| (topic.dlq(&kafka.topic_prefix), topic.partitions));
+                .then(|| (topic.dlq(&kafka.topic_prefix), partitions));
             std::iter::once(main).chain(dlq)
         })
         .collect()
