@@ -75,7 +75,7 @@ pub struct KafkaConfig {
     /// Partitions of every topic `wabaflow topics create` makes, instead of the registry's
     /// (12 per conversation topic, 6 for raw webhooks). Fixed once a topic exists. Fewer suit a
     /// small single node: a broker's work per fetch grows with the partitions asked for — on tansu
-    /// with two cores, 4 carried 40–70 % more events/s end to end than 12 (docs/benchmarks.md).
+    /// with two cores, 4 carried 35–100 % more events/s end to end than 12 (docs/benchmarks.md).
     pub partitions: Option<NonZeroU16>,
     /// Stable identity of this process across restarts (e.g. a StatefulSet pod name). When set,
     /// consumers use static group membership (`group.instance.id = {instance_id}.{stage}`): a
