@@ -23,4 +23,4 @@ pub use config::Config;
 pub use producer::{ProduceError, Producer, Record};
 pub use runner::{RunnerError, StageRunner};
 pub use shutdown::Shutdown;
-pub use stage::{Context, Input, Origin, Outcome, Stage, StageError};
+pub use stage::{Context, Input, Origin, Outcome, Processed, Stage, StageError};

@@ -48,6 +48,26 @@ impl OffsetTracker {
         stored
     }
 
+    /// Several records' work is finished: the offsets to store, one per partition whose oldest
+    /// unfinished record moved (the furthest it moved), each with a record of that partition.
+    pub fn finish_all<'o>(&mut self, origins: &'o [Origin]) -> Vec<(&'o Origin, i64)> {
+        let mut stored: Vec<(&Origin, i64)> = Vec::new();
+        for origin in origins {
+            let Some(offset) = self.finish(origin) else {
+                continue;
+            };
+            let partition = stored
+                .iter_mut()
+                .find(|(seen, _)| seen.partition == origin.partition && seen.topic == origin.topic);
+            match partition {
+                // A partition's position only moves forward.
+                Some(entry) => *entry = (origin, offset),
+                None => stored.push((origin, offset)),
+            }
+        }
+        stored
+    }
+
     /// Records started and not yet finished or stored.
     pub fn open(&self) -> usize {
         self.topics
@@ -92,6 +112,25 @@ mod tests {
         assert_eq!(offsets.open(), 1);
         assert_eq!(offsets.finish(&at(0, 8)), Some(8));
         assert_eq!(offsets.open(), 0);
+    }
+
+    #[test]
+    fn records_finished_together_store_each_partition_once() {
+        let mut offsets = OffsetTracker::default();
+        for offset in 1..=4 {
+            offsets.start(&at(0, offset));
+            offsets.start(&at(1, offset));
+        }
+        let finished = [at(0, 2), at(1, 1), at(0, 1), at(1, 2), at(0, 4)];
+        let mut stored: Vec<(i32, i64)> = offsets
+            .finish_all(&finished)
+            .into_iter()
+            .map(|(origin, offset)| (origin.partition, offset))
+            .collect();
+        stored.sort();
+        assert_eq!(stored, [(0, 2), (1, 2)], "0@4 waits for 0@3");
+        assert_eq!(offsets.finish_all(&[at(0, 3)]).len(), 1);
+        assert_eq!(offsets.open(), 2, "1@3 and 1@4");
     }
 
     #[test]

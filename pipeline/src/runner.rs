@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll, StreamExt};
 use prometheus::IntCounter;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -39,7 +39,7 @@ use crate::keyed::KeyedQueue;
 use crate::offsets::OffsetTracker;
 use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
-use crate::stage::{Context, Input, Origin, Outcome, Stage, StageError};
+use crate::stage::{Context, Input, Origin, Outcome, Processed, Stage, StageError};
 use crate::telemetry::{Health, metrics};
 
 /// Header naming the record an output (or a dead letter) was made from.
@@ -71,8 +71,37 @@ pub struct StageRunner<S: Stage> {
     emitted: IntCounter,
 }
 
-/// What processing a record came to: its outputs in flight, or `None` when shutdown cut a retry.
+/// What retrying a record came to: its outputs in flight, or `None` when shutdown cut the retry.
 type Handled<R> = Result<Option<InFlight<R>>, RunnerError>;
+
+/// Where working on a group of records read together has got to.
+enum Progress<R> {
+    /// This key's record is finished with (outputs enqueued, dead-lettered or discarded): the
+    /// key's next record may start.
+    Done(LaneKey),
+    /// This record met an unavailable service: it is retried on its own, with backoff, holding
+    /// back only its conversation.
+    Retry(LaneKey, OwnedMessage, StageError),
+    /// Every record of the group has its result: the finished ones settle together.
+    Settle(Vec<InFlight<R>>),
+}
+
+/// A group being processed: the stage's results as they come, and the records they are for.
+struct Group<'a, R> {
+    results: BoxStream<'a, Processed<R>>,
+    /// By the index of their event; taken when its result comes.
+    records: Vec<Option<(LaneKey, OwnedMessage)>>,
+    /// Records dead-lettered as they were read, which did not reach the stage.
+    early: Vec<Result<Progress<R>, RunnerError>>,
+    /// Finished records, to settle together.
+    settled: Vec<InFlight<R>>,
+}
+
+/// What the runner does with a record after the stage answered.
+enum Finished<R> {
+    InFlight(InFlight<R>),
+    Retry(StageError),
+}
 
 /// A processed record waiting for its outputs' acks.
 struct InFlight<R> {
@@ -130,7 +159,8 @@ impl<S: Stage> StageRunner<S> {
     }
 
     /// Reads records and works on up to `max_in_flight` of them at once, one per conversation key
-    /// at a time, storing each partition's offsets in order as records finish.
+    /// at a time, storing each partition's offsets in order as records finish. Records read
+    /// together start together, as one group ([`Stage::process_all`]).
     async fn pump(
         &self,
         consumer: &StreamConsumer<RunnerContext>,
@@ -140,16 +170,20 @@ impl<S: Stage> StageRunner<S> {
         let max_in_flight = self.kafka.max_in_flight.max(1);
         let mut keys = KeyedQueue::<LaneKey, OwnedMessage>::default();
         let mut offsets = OffsetTracker::default();
-        // Records being processed: their outputs are not yet all enqueued.
-        let mut processing = FuturesUnordered::new();
+        // Records read whose key is free: they start together once nothing more can be read at once.
+        let mut ready = Vec::new();
+        // Groups being processed, each a stream of its records' progress.
+        let mut groups = SelectAll::new();
+        // Single records being retried after a service was unavailable.
+        let mut retrying = FuturesUnordered::new();
         // Records whose outputs are enqueued: awaiting acks and the stage's `acked` hook.
         let mut settling = FuturesUnordered::new();
-        let store = |offsets: &mut OffsetTracker, origin: &Origin| {
-            if let Some(offset) = offsets.finish(origin)
-                && let Err(err) = consumer.store_offset(&origin.topic, origin.partition, offset)
-            {
-                // The partition was revoked meanwhile: its new owner reprocesses the record.
-                debug!(stage = name, %origin, error = %err, "offset not stored");
+        let store = |offsets: &mut OffsetTracker, settled: Vec<Origin>| {
+            for (origin, offset) in offsets.finish_all(&settled) {
+                if let Err(err) = consumer.store_offset(&origin.topic, origin.partition, offset) {
+                    // The partition was revoked meanwhile: its new owner reprocesses the record.
+                    debug!(stage = name, %origin, error = %err, "offset not stored");
+                }
             }
         };
 
@@ -158,16 +192,23 @@ impl<S: Stage> StageRunner<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(settled) = settling.next() => {
-                    let origin: Origin = settled?;
-                    store(&mut offsets, &origin);
-                }
-                Some((key, handled)) = processing.next() => {
-                    let handled = handled?;
-                    let Some(item) = handled else { break };
-                    settling.push(self.settle(item));
+                Some(settled) = settling.next() => store(&mut offsets, settled?),
+                Some(progress) = groups.next() => match progress? {
+                    Progress::Done(key) => {
+                        if let Some(next) = keys.finish(&key) {
+                            ready.push((key, next));
+                        }
+                    }
+                    Progress::Retry(key, message, err) => {
+                        retrying.push(self.retry(key, message, err, shutdown));
+                    }
+                    Progress::Settle(items) => settling.push(self.settle(items)),
+                },
+                Some((key, handled)) = retrying.next() => {
+                    let Some(item) = handled? else { break };
+                    settling.push(self.settle(vec![item]));
                     if let Some(next) = keys.finish(&key) {
-                        processing.push(self.handle(key, next, shutdown));
+                        ready.push((key, next));
                     }
                 }
                 // Not polling while the window is full is the backpressure: librdkafka's prefetch
@@ -187,106 +228,229 @@ impl<S: Stage> StageRunner<S> {
                     }
                     let key = LaneKey::of(&message);
                     if let Some(message) = keys.admit(key.clone(), message) {
-                        processing.push(self.handle(key, message, shutdown));
+                        ready.push((key, message));
                     }
+                }
+                // Nothing more can be read at once: what was read starts, as one group.
+                () = std::future::ready(()), if !ready.is_empty() => {
+                    groups.push(self.handle_all(std::mem::take(&mut ready), shutdown));
                 }
                 else => break,
             }
         }
 
         // Shutdown: start nothing new, let running records finish (a retry wait ends at once),
-        // and store what the broker acknowledged. Queued records are redelivered later. Both sets
-        // are polled together: they share resources (the state store connection's bounded request
+        // and store what the broker acknowledged. Queued records are redelivered later. Every set
+        // is polled together: they share resources (the state store connection's bounded request
         // queue), and a settling hook that was granted a place there but is not polled would hold
         // it while the records being processed wait behind it — until their timeouts.
         loop {
             tokio::select! {
-                Some((_, handled)) = processing.next() => {
-                    if let Some(item) = handled? {
-                        settling.push(self.settle(item));
+                Some(progress) = groups.next() => {
+                    // A record that would be retried is left unfinished, for its redelivery.
+                    if let Progress::Settle(items) = progress? {
+                        settling.push(self.settle(items));
                     }
                 }
-                Some(settled) = settling.next() => store(&mut offsets, &settled?),
+                Some((_, handled)) = retrying.next() => {
+                    if let Some(item) = handled? {
+                        settling.push(self.settle(vec![item]));
+                    }
+                }
+                Some(settled) = settling.next() => store(&mut offsets, settled?),
                 else => break,
             }
         }
         Ok(())
     }
 
-    /// Processes one record and enqueues its outputs. `None` when shutdown interrupted a retry.
-    fn handle<'a>(
+    /// Decodes a group of records (each of a different key), has the stage process them together,
+    /// and reports each record's progress as its result comes: its outputs enqueued (the key is
+    /// free for its next record) or a retry, then, once all are in, the group's records to settle.
+    fn handle_all<'a>(
+        &'a self,
+        records: Vec<(LaneKey, OwnedMessage)>,
+        shutdown: &'a Shutdown,
+    ) -> BoxStream<'a, Result<Progress<S::Receipt>, RunnerError>> {
+        self.consumed.inc_by(records.len() as u64);
+        let mut events = Vec::with_capacity(records.len());
+        let mut read = Vec::with_capacity(records.len());
+        let mut early = Vec::new();
+        let mut settled = Vec::with_capacity(records.len());
+        for (key, message) in records {
+            let origin = origin_of(&message);
+            match S::Input::decode(message.payload().unwrap_or_default()) {
+                Ok(event) => {
+                    events.push((event, Context { origin }));
+                    read.push(Some((key, message)));
+                }
+                Err(err) => {
+                    let dead = self.dead_letter(&message, origin, &err.to_string());
+                    early.push(dead.map(|item| {
+                        settled.push(item);
+                        Progress::Done(key)
+                    }));
+                }
+            }
+        }
+        let group = Group {
+            results: self.stage.process_all(events),
+            records: read,
+            early,
+            settled,
+        };
+        stream::unfold(Some(group), move |group| async move {
+            let mut group = group?;
+            if let Some(step) = group.early.pop() {
+                return Some((step, Some(group)));
+            }
+            match group.results.next().await {
+                Some((index, result)) => {
+                    let step = match group.records.get_mut(index).and_then(Option::take) {
+                        Some((key, message)) => {
+                            self.conclude(key, message, result, shutdown, &mut group.settled)
+                                .await
+                        }
+                        None => Err(self.internal(format!(
+                            "record {index} of a group answered twice or never read"
+                        ))),
+                    };
+                    Some((step, Some(group)))
+                }
+                None if group.records.iter().any(Option::is_some) => Some((
+                    Err(self.internal("the stage did not answer every record of a group".into())),
+                    None,
+                )),
+                None => Some((Ok(Progress::Settle(group.settled)), None)),
+            }
+        })
+        .boxed()
+    }
+
+    /// Turns one record's result into its progress: a finished record joins the group's `settled`.
+    async fn conclude(
+        &self,
+        key: LaneKey,
+        message: OwnedMessage,
+        result: Result<Outcome<S::Receipt>, StageError>,
+        shutdown: &Shutdown,
+        settled: &mut Vec<InFlight<S::Receipt>>,
+    ) -> Result<Progress<S::Receipt>, RunnerError> {
+        let origin = origin_of(&message);
+        Ok(
+            match self.finish(&message, origin, result, shutdown).await? {
+                Finished::InFlight(item) => {
+                    settled.push(item);
+                    Progress::Done(key)
+                }
+                Finished::Retry(err) => Progress::Retry(key, message, err),
+            },
+        )
+    }
+
+    /// Acts on what the stage said of a record: enqueues its outputs, dead-letters it or discards
+    /// it — or leaves it to be retried.
+    async fn finish(
+        &self,
+        message: &OwnedMessage,
+        origin: Origin,
+        result: Result<Outcome<S::Receipt>, StageError>,
+        shutdown: &Shutdown,
+    ) -> Result<Finished<S::Receipt>, RunnerError> {
+        let item = match result {
+            Ok(Outcome::Emit(events, receipt)) => {
+                let outputs = events
+                    .iter()
+                    .map(|event| (Some(event.conversation_key.to_string()), event.to_json()));
+                self.emit(outputs, receipt, origin, shutdown).await?
+            }
+            Ok(Outcome::Forward(receipt)) => {
+                let payload = message.payload().unwrap_or_default().to_vec();
+                let outputs = std::iter::once((key_of(message), payload));
+                self.emit(outputs, receipt, origin, shutdown).await?
+            }
+            Ok(Outcome::Discard(reason)) => {
+                metrics()
+                    .stage_discarded
+                    .with_label_values(&[self.stage.name(), reason])
+                    .inc();
+                InFlight {
+                    origin,
+                    acks: Vec::new(),
+                    receipt: None,
+                }
+            }
+            Err(StageError::Invalid(reason)) => self.dead_letter(message, origin, &reason)?,
+            Err(err @ (StageError::Unavailable(_) | StageError::RetryAfter { .. })) => {
+                return Ok(Finished::Retry(err));
+            }
+            Err(StageError::Internal(reason)) => return Err(self.internal(reason)),
+        };
+        Ok(Finished::InFlight(item))
+    }
+
+    /// Retries one record on its own, with backoff, after `err`, until it finishes.
+    fn retry<'a>(
         &'a self,
         key: LaneKey,
         message: OwnedMessage,
+        err: StageError,
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, (LaneKey, Handled<S::Receipt>)> {
         Box::pin(async move {
-            let handled = self.process(&message, shutdown).await;
+            let handled = self.retrying(&message, err, shutdown).await;
             (key, handled)
         })
     }
 
-    async fn process(&self, message: &OwnedMessage, shutdown: &Shutdown) -> Handled<S::Receipt> {
+    /// `None` when shutdown interrupted the wait.
+    async fn retrying(
+        &self,
+        message: &OwnedMessage,
+        mut err: StageError,
+        shutdown: &Shutdown,
+    ) -> Handled<S::Receipt> {
         let name = self.stage.name();
-        let m = metrics();
-        self.consumed.inc();
         let cx = Context {
             origin: origin_of(message),
         };
-        let payload = message.payload().unwrap_or_default();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
-            let event = match S::Input::decode(payload) {
+            metrics().stage_retries.with_label_values(&[name]).inc();
+            let delay = match &err {
+                // Honour the service's wait, growing past it only if it keeps refusing.
+                StageError::RetryAfter { after, .. } => backoff.next_delay().max(*after),
+                _ => backoff.next_delay(),
+            };
+            warn!(stage = name, origin = %cx.origin, attempt = backoff.attempts(), ?delay, reason = %err, "retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            // It decoded when first read; decoding is deterministic, but a failure is still handled.
+            let event = match S::Input::decode(message.payload().unwrap_or_default()) {
                 Ok(event) => event,
-                Err(err) => {
+                Err(decode) => {
                     return self
-                        .dead_letter(message, cx.origin, &err.to_string())
+                        .dead_letter(message, cx.origin, &decode.to_string())
                         .map(Some);
                 }
             };
-            match self.stage.process(event, &cx).await {
-                Ok(Outcome::Emit(events, receipt)) => {
-                    let outputs = events
-                        .iter()
-                        .map(|event| (Some(event.conversation_key.to_string()), event.to_json()));
-                    return self.emit(outputs, receipt, cx.origin, shutdown).await;
-                }
-                Ok(Outcome::Forward(receipt)) => {
-                    let outputs = std::iter::once((key_of(message), payload.to_vec()));
-                    return self.emit(outputs, receipt, cx.origin, shutdown).await;
-                }
-                Ok(Outcome::Discard(reason)) => {
-                    m.stage_discarded.with_label_values(&[name, reason]).inc();
-                    return Ok(Some(InFlight {
-                        origin: cx.origin,
-                        acks: Vec::new(),
-                        receipt: None,
-                    }));
-                }
-                Err(StageError::Invalid(reason)) => {
-                    return self.dead_letter(message, cx.origin, &reason).map(Some);
-                }
-                Err(err @ (StageError::Unavailable(_) | StageError::RetryAfter { .. })) => {
-                    m.stage_retries.with_label_values(&[name]).inc();
-                    let delay = match &err {
-                        // Honour the service's wait, growing past it only if it keeps refusing.
-                        StageError::RetryAfter { after, .. } => backoff.next_delay().max(*after),
-                        _ => backoff.next_delay(),
-                    };
-                    let reason = err.to_string();
-                    warn!(stage = name, origin = %cx.origin, attempt = backoff.attempts(), ?delay, %reason, "retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(None),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Err(StageError::Internal(reason)) => {
-                    return Err(RunnerError::Internal {
-                        stage: name,
-                        reason,
-                    });
-                }
+            let result = self.stage.process(event, &cx).await;
+            match self
+                .finish(message, cx.origin.clone(), result, shutdown)
+                .await?
+            {
+                Finished::InFlight(item) => return Ok(Some(item)),
+                Finished::Retry(again) => err = again,
             }
+        }
+    }
+
+    fn internal(&self, reason: String) -> RunnerError {
+        RunnerError::Internal {
+            stage: self.stage.name(),
+            reason,
         }
     }
 
@@ -297,7 +461,7 @@ impl<S: Stage> StageRunner<S> {
         receipt: S::Receipt,
         origin: Origin,
         shutdown: &Shutdown,
-    ) -> Handled<S::Receipt> {
+    ) -> Result<InFlight<S::Receipt>, RunnerError> {
         let name = self.stage.name();
         let count = outputs.len();
         let topic = match &self.output {
@@ -316,11 +480,11 @@ impl<S: Stage> StageRunner<S> {
             acks.push(self.enqueue(&record, shutdown).await?);
         }
         self.emitted.inc_by(count as u64);
-        Ok(Some(InFlight {
+        Ok(InFlight {
             origin,
             acks,
             receipt: Some(receipt),
-        }))
+        })
     }
 
     /// Sends the original record, bytes and headers unchanged, to the input's dead-letter twin.
@@ -358,38 +522,45 @@ impl<S: Stage> StageRunner<S> {
         })
     }
 
-    /// Awaits a record's acks, then runs the stage's `acked` hook. Resolves to the record's origin,
-    /// whose offset may then be stored; a failed ack fails the consumer (nothing after it may be
-    /// committed, so it restarts from the last committed offset).
-    fn settle(&self, item: InFlight<S::Receipt>) -> BoxFuture<'_, Result<Origin, RunnerError>> {
+    /// Awaits the acks of records processed together, then runs the stage's `acked_all` hook on
+    /// them. Resolves to the records' origins, whose offsets may then be stored; a failed ack
+    /// fails the consumer (nothing after it may be committed, so it restarts from the last
+    /// committed offset).
+    fn settle(
+        &self,
+        items: Vec<InFlight<S::Receipt>>,
+    ) -> BoxFuture<'_, Result<Vec<Origin>, RunnerError>> {
         Box::pin(async move {
             let name = self.stage.name();
-            for ack in item.acks {
-                if let Err(err) = ack.acked().await {
-                    error!(stage = name, origin = %item.origin, error = %err, "output not acknowledged");
-                    return Err(err.into());
+            let mut origins = Vec::with_capacity(items.len());
+            let mut receipts = Vec::with_capacity(items.len());
+            for item in items {
+                for ack in item.acks {
+                    if let Err(err) = ack.acked().await {
+                        error!(stage = name, origin = %item.origin, error = %err, "output not acknowledged");
+                        return Err(err.into());
+                    }
                 }
+                if let Some(receipt) = item.receipt {
+                    let cx = Context {
+                        origin: item.origin.clone(),
+                    };
+                    receipts.push((receipt, cx));
+                }
+                origins.push(item.origin);
             }
-            if let Some(receipt) = item.receipt {
-                let cx = Context {
-                    origin: item.origin.clone(),
-                };
-                match self.stage.acked(receipt, &cx).await {
+            if !receipts.is_empty() {
+                let records = receipts.len();
+                match self.stage.acked_all(receipts).await {
                     Ok(()) => {}
-                    Err(StageError::Internal(reason)) => {
-                        return Err(RunnerError::Internal {
-                            stage: name,
-                            reason,
-                        });
-                    }
+                    Err(StageError::Internal(reason)) => return Err(self.internal(reason)),
                     // The outputs are durable; the hook only narrows replays. If it failed, a
-                    // later redelivery of this record is recognised as resumed work and re-emitted.
-                    Err(err) => {
-                        warn!(stage = name, origin = %item.origin, error = %err, "post-ack hook failed")
-                    }
+                    // later redelivery of these records is recognised as resumed work and
+                    // re-emitted.
+                    Err(err) => warn!(stage = name, records, error = %err, "post-ack hook failed"),
                 }
             }
-            Ok(item.origin)
+            Ok(origins)
         })
     }
 

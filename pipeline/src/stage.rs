@@ -6,11 +6,18 @@
 //! that is all the stage reads), calls [`Stage::process`], produces what it returns to
 //! [`Stage::output`], and only after the broker acked those outputs calls [`Stage::acked`] and
 //! stores the input's offset.
+//!
+//! Records that are read together, each of a different conversation, reach the stage together
+//! ([`Stage::process_all`], [`Stage::acked_all`]): by default each still goes through `process`
+//! and `acked` on its own, concurrently; a stage that makes a store round trip per record (dedupe's
+//! claim and completion) overrides them to make one for the group.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::join_all;
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use wabaflow_schemas::envelope::EnvelopeError;
 use wabaflow_schemas::{Envelope, IdempotencyKey, Topic};
 
@@ -84,6 +91,10 @@ impl Input for IdempotencyKey {
     }
 }
 
+/// What processing one record of a group came to: its index among the group's events, and the
+/// result [`Stage::process`] would have given for it alone.
+pub type Processed<R> = (usize, Result<Outcome<R>, StageError>);
+
 #[async_trait]
 pub trait Stage: Send + Sync + 'static {
     /// What each input record is decoded into: [`Envelope`] for most stages.
@@ -106,5 +117,43 @@ pub trait Stage: Send + Sync + 'static {
     /// Called once the outputs of an event are durable, before its offset is stored.
     async fn acked(&self, _receipt: Self::Receipt, _cx: &Context) -> Result<(), StageError> {
         Ok(())
+    }
+
+    /// Processes records read together, each of a different conversation, and yields each one's
+    /// result as soon as it is known — in any order, each index once, as
+    /// [`process`](Self::process) would have answered for it alone (a record that gets a
+    /// [`StageError::Unavailable`] is retried on its own). The default runs `process` on all of
+    /// them concurrently, so a slow call holds back only its own conversation.
+    fn process_all<'a>(
+        &'a self,
+        events: Vec<(Self::Input, Context)>,
+    ) -> BoxStream<'a, Processed<Self::Receipt>> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(index, (event, cx))| async move { (index, self.process(event, &cx).await) })
+            .collect::<FuturesUnordered<_>>()
+            .boxed()
+    }
+
+    /// Called once the outputs of records processed together are durable, before their offsets
+    /// are stored. The default runs [`acked`](Self::acked) for each, concurrently, and reports an
+    /// [`StageError::Internal`] if any, else the first error.
+    async fn acked_all(&self, receipts: Vec<(Self::Receipt, Context)>) -> Result<(), StageError> {
+        let results = join_all(
+            receipts
+                .into_iter()
+                .map(|(receipt, cx)| async move { self.acked(receipt, &cx).await }),
+        )
+        .await;
+        let mut outcome = Ok(());
+        for result in results {
+            match result {
+                Err(err @ StageError::Internal(_)) => return Err(err),
+                Err(err) if outcome.is_ok() => outcome = Err(err),
+                _ => {}
+            }
+        }
+        outcome
     }
 }

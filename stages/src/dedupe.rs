@@ -10,12 +10,16 @@
 //! Kafka resumes its claim and is emitted again if it had not been completed, while another record
 //! carrying the same key is a duplicate. A claim is completed once the output is acked, which
 //! makes a later redelivery of finished work a "replayed" discard instead of a second emission.
+//!
+//! Records read together are claimed together and completed together: one Redis round trip each
+//! for the whole group ([`StateStore::claim_all`]), the same claims one after another would make.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
+use futures::stream::{self, BoxStream, StreamExt};
+use wabaflow_pipeline::{Context, Outcome, Processed, Stage, StageError};
 use wabaflow_schemas::IdempotencyKey;
 use wabaflow_schemas::topics::{
     GENESYS_OUTBOUND, GENESYS_OUTBOUND_UNIQUE, Topic, WA_INBOUND, WA_INBOUND_UNIQUE,
@@ -59,6 +63,60 @@ fn unavailable(err: StoreError) -> StageError {
     StageError::Unavailable(err.to_string())
 }
 
+/// The claim `(key, owner)` to make for an event, if it has an identity.
+fn claim_of(event: IdempotencyKey, cx: &Context) -> Option<(String, String)> {
+    event
+        .0
+        .map(|key| (format!("dedupe:{key}"), cx.origin.to_string()))
+}
+
+/// What the claim found decides: the first copy goes on, the others stop here.
+fn decide(found: Claim, claim: (String, String)) -> Outcome<ClaimReceipt> {
+    match found {
+        Claim::New | Claim::Resumed => Outcome::Forward(ClaimReceipt(Some(claim))),
+        Claim::Completed => Outcome::Discard("replayed"),
+        Claim::Taken => Outcome::Discard("duplicate"),
+    }
+}
+
+impl DedupeStage {
+    /// Claims the keys of a group's events in one round trip.
+    async fn claim_all(
+        &self,
+        events: Vec<(IdempotencyKey, Context)>,
+    ) -> Vec<Processed<ClaimReceipt>> {
+        let mut answered = Vec::with_capacity(events.len());
+        let mut claimed = Vec::with_capacity(events.len());
+        let mut claims = Vec::with_capacity(events.len());
+        for (index, (event, cx)) in events.into_iter().enumerate() {
+            match claim_of(event, &cx) {
+                Some(claim) => {
+                    claimed.push(index);
+                    claims.push(claim);
+                }
+                None => answered.push((index, Ok(Outcome::Forward(ClaimReceipt(None))))),
+            }
+        }
+        match self.store.claim_all(&claims, self.ttl).await {
+            Ok(found) => answered.extend(
+                claimed
+                    .into_iter()
+                    .zip(claims.into_iter().zip(found))
+                    .map(|(index, (claim, found))| (index, Ok(decide(found, claim)))),
+            ),
+            Err(err) => {
+                let reason = err.to_string();
+                answered.extend(
+                    claimed
+                        .into_iter()
+                        .map(|index| (index, Err(StageError::Unavailable(reason.clone())))),
+                );
+            }
+        }
+        answered
+    }
+}
+
 #[async_trait]
 impl Stage for DedupeStage {
     /// Only the key is read: the record is forwarded byte for byte.
@@ -91,21 +149,15 @@ impl Stage for DedupeStage {
         event: IdempotencyKey,
         cx: &Context,
     ) -> Result<Outcome<ClaimReceipt>, StageError> {
-        let Some(key) = event.0 else {
+        let Some((key, owner)) = claim_of(event, cx) else {
             return Ok(Outcome::Forward(ClaimReceipt(None)));
         };
-        let key = format!("dedupe:{key}");
-        let owner = cx.origin.to_string();
-        match self
+        let found = self
             .store
             .claim(&key, &owner, self.ttl)
             .await
-            .map_err(unavailable)?
-        {
-            Claim::New | Claim::Resumed => Ok(Outcome::Forward(ClaimReceipt(Some((key, owner))))),
-            Claim::Completed => Ok(Outcome::Discard("replayed")),
-            Claim::Taken => Ok(Outcome::Discard("duplicate")),
-        }
+            .map_err(unavailable)?;
+        Ok(decide(found, (key, owner)))
     }
 
     async fn acked(&self, receipt: ClaimReceipt, _cx: &Context) -> Result<(), StageError> {
@@ -114,11 +166,29 @@ impl Stage for DedupeStage {
             None => Ok(()),
         }
     }
+
+    fn process_all<'a>(
+        &'a self,
+        events: Vec<(IdempotencyKey, Context)>,
+    ) -> BoxStream<'a, Processed<ClaimReceipt>> {
+        stream::once(self.claim_all(events))
+            .flat_map(stream::iter)
+            .boxed()
+    }
+
+    async fn acked_all(&self, receipts: Vec<(ClaimReceipt, Context)>) -> Result<(), StageError> {
+        let claims: Vec<(String, String)> = receipts
+            .into_iter()
+            .filter_map(|(receipt, _)| receipt.0)
+            .collect();
+        self.store.complete_all(&claims).await.map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use futures::StreamExt;
     use wabaflow_pipeline::Origin;
     use wabaflow_schemas::{ConversationKey, Envelope, Event, Source};
     use wabaflow_store::MemoryStore;
@@ -242,6 +312,57 @@ mod tests {
         assert_eq!(
             run(&stage, message("wamid.7"), &at(5)).await,
             Err("replayed")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_is_claimed_and_completed_as_one_after_another() {
+        let stage = stage();
+        assert_eq!(run(&stage, message("wamid.5"), &at(1)).await, Ok(1));
+        let error =
+            serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"}))
+                .expect("error");
+        let anonymous = Envelope::new(
+            Source::Meta,
+            ConversationKey::number("110"),
+            None,
+            Utc::now(),
+            None,
+            Event::MetaError {
+                phone_number_id: "110".into(),
+                error,
+            },
+        );
+        let group = vec![
+            (key_of(&message("wamid.6")), at(2)),
+            (key_of(&message("wamid.5")), at(3)),
+            (key_of(&anonymous), at(4)),
+            (key_of(&message("wamid.6")), at(5)),
+            (key_of(&message("wamid.5")), at(1)),
+        ];
+        let mut answered: Vec<Processed<ClaimReceipt>> = stage.process_all(group).collect().await;
+        answered.sort_by_key(|(index, _)| *index);
+        let mut receipts = Vec::new();
+        let mut seen = Vec::new();
+        for (index, result) in answered {
+            match result.expect("processes") {
+                Outcome::Forward(receipt) => {
+                    receipts.push((receipt, at(index as i64)));
+                    seen.push("forward");
+                }
+                Outcome::Discard(reason) => seen.push(reason),
+                Outcome::Emit(..) => panic!("dedupe forwards"),
+            }
+        }
+        assert_eq!(
+            seen,
+            ["forward", "duplicate", "forward", "duplicate", "replayed"]
+        );
+        stage.acked_all(receipts).await.expect("completes");
+        assert_eq!(
+            run(&stage, message("wamid.6"), &at(2)).await,
+            Err("replayed"),
+            "completed with the group"
         );
     }
 

@@ -85,6 +85,30 @@ pub trait StateStore: Send + Sync + 'static {
     /// owner is left alone.
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Claims each `(key, owner)` in turn, as [`claim`](Self::claim) would one after another (a
+    /// key given twice by two owners is `Taken` the second time), and answers in the same order
+    /// — in one round trip where the backend allows: a stage claims a whole poll's records at once.
+    async fn claim_all(
+        &self,
+        claims: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut found = Vec::with_capacity(claims.len());
+        for (key, owner) in claims {
+            found.push(self.claim(key, owner, ttl).await?);
+        }
+        Ok(found)
+    }
+
+    /// Completes each `(key, owner)` claim as [`complete`](Self::complete) would, in one round
+    /// trip where the backend allows.
+    async fn complete_all(&self, claims: &[(String, String)]) -> Result<(), StoreError> {
+        for (key, owner) in claims {
+            self.complete(key, owner).await?;
+        }
+        Ok(())
+    }
+
     /// The value at `key`, if any and not expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

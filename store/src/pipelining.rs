@@ -61,11 +61,11 @@ impl Pipeliner {
 }
 
 /// `EVALSHA` of `script` with `keys`; the caller adds the arguments.
-pub(crate) fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+pub(crate) fn evalsha(script: &Script, keys: &[impl AsRef<str>]) -> Cmd {
     let mut command = redis::cmd("EVALSHA");
     command.arg(script.get_hash()).arg(keys.len());
     for key in keys {
-        command.arg(*key);
+        command.arg(key.as_ref());
     }
     command
 }

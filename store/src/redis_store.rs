@@ -35,6 +35,25 @@ end
 
 const CLAIM: &str = concat!(claim_step!(), "return found");
 
+/// The claim step for every key of KEYS in turn; ARGV[1] is the expiry in ms, ARGV[1 + i] the
+/// owner of KEYS[i] (its claim values built as `pending()` and `completed()` build them).
+/// Answers `found` per key. All keys in one script: for one Redis node, not a cluster.
+const CLAIM_ALL: &str = r"
+local found = {}
+for i, key in ipairs(KEYS) do
+  local mine, done = 'pending:' .. ARGV[1 + i], 'done:' .. ARGV[1 + i]
+  local current = redis.call('GET', key)
+  if not current then
+    redis.call('SET', key, mine, 'PX', ARGV[1])
+    found[i] = 0
+  elseif current == mine then found[i] = 1
+  elseif current == done then found[i] = 2
+  else found[i] = 3
+  end
+end
+return found
+";
+
 /// A claim and, when it proceeds, the record of KEYS[2].
 const CLAIM_WITH_FIELDS: &str = concat!(
     claim_step!(),
@@ -65,6 +84,16 @@ end
 return 0
 ";
 
+/// COMPLETE for every key of KEYS, ARGV[i] being the owner of KEYS[i].
+const COMPLETE_ALL: &str = r"
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == 'pending:' .. ARGV[i] then
+    redis.call('SET', key, 'done:' .. ARGV[i], 'KEEPTTL')
+  end
+end
+return 0
+";
+
 #[derive(Clone)]
 pub struct RedisStore {
     pipeliner: Pipeliner,
@@ -76,8 +105,10 @@ pub struct RedisStore {
 /// them all again when Redis has forgotten them.
 struct Scripts {
     claim: Script,
+    claim_all: Script,
     claim_with_fields: Script,
     complete: Script,
+    complete_all: Script,
     add_once: Script,
     set_fields_expiring: Script,
 }
@@ -86,8 +117,10 @@ impl Scripts {
     fn new() -> Self {
         Self {
             claim: Script::new(CLAIM),
+            claim_all: Script::new(CLAIM_ALL),
             claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
             complete: Script::new(COMPLETE),
+            complete_all: Script::new(COMPLETE_ALL),
             add_once: Script::new(ADD_ONCE),
             set_fields_expiring: Script::new(SET_FIELDS_EXPIRING),
         }
@@ -96,8 +129,10 @@ impl Scripts {
     fn all(&self) -> Vec<Script> {
         [
             &self.claim,
+            &self.claim_all,
             &self.claim_with_fields,
             &self.complete,
+            &self.complete_all,
             &self.add_once,
             &self.set_fields_expiring,
         ]
@@ -177,6 +212,43 @@ impl StateStore for RedisStore {
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let mut command = evalsha(&self.scripts.complete, &[&self.key(key)]);
         command.arg(pending(owner)).arg(completed(owner));
+        self.pipeliner.query::<i64>(command).await.map(drop)
+    }
+
+    async fn claim_all(
+        &self,
+        claims: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = claims.iter().map(|(key, _)| self.key(key)).collect();
+        let mut command = evalsha(&self.scripts.claim_all, &keys);
+        command.arg(ttl_ms(ttl));
+        for (_, owner) in claims {
+            command.arg(owner);
+        }
+        let found: Vec<i64> = self.pipeliner.query(command).await?;
+        if found.len() != claims.len() {
+            return Err(StoreError::Unavailable(format!(
+                "{} claims answered for {} keys",
+                found.len(),
+                claims.len()
+            )));
+        }
+        Ok(found.into_iter().map(claim_of).collect())
+    }
+
+    async fn complete_all(&self, claims: &[(String, String)]) -> Result<(), StoreError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = claims.iter().map(|(key, _)| self.key(key)).collect();
+        let mut command = evalsha(&self.scripts.complete_all, &keys);
+        for (_, owner) in claims {
+            command.arg(owner);
+        }
         self.pipeliner.query::<i64>(command).await.map(drop)
     }
 

@@ -41,6 +41,62 @@ async fn claim_protocol(store: &dyn StateStore) {
     );
 }
 
+/// Claims made together answer as the same claims made one after another.
+async fn claims_in_one_step(store: &dyn StateStore) {
+    let id = uuid::Uuid::now_v7();
+    let (a, b, c) = (
+        format!("dedupe:{id}:a"),
+        format!("dedupe:{id}:b"),
+        format!("dedupe:{id}:c"),
+    );
+    let ttl = Duration::from_secs(60);
+    let pair = |key: &str, owner: &str| (key.to_owned(), owner.to_owned());
+    assert!(store.claim_all(&[], ttl).await.expect("nothing").is_empty());
+    assert_eq!(
+        store.claim(&c, "p1@4", ttl).await.expect("claim"),
+        Claim::New
+    );
+    store.complete(&c, "p1@4").await.expect("complete");
+    let found = store
+        .claim_all(
+            &[
+                pair(&a, "p0@1"),
+                pair(&b, "p0@2"),
+                pair(&a, "p0@3"),
+                pair(&c, "p1@4"),
+                pair(&b, "p0@2"),
+            ],
+            ttl,
+        )
+        .await
+        .expect("claims");
+    assert_eq!(
+        found,
+        [
+            Claim::New,
+            Claim::New,
+            Claim::Taken,
+            Claim::Completed,
+            Claim::Resumed
+        ],
+        "in order, each seeing the ones before it"
+    );
+    // Completing by a non-owner changes nothing; the owners' completions stick.
+    store
+        .complete_all(&[pair(&a, "p0@3"), pair(&b, "p0@2")])
+        .await
+        .expect("completes");
+    store.complete_all(&[]).await.expect("nothing");
+    assert_eq!(
+        store.claim(&a, "p0@1", ttl).await.expect("claim"),
+        Claim::Resumed
+    );
+    assert_eq!(
+        store.claim(&b, "p0@2", ttl).await.expect("claim"),
+        Claim::Completed
+    );
+}
+
 /// A claim and its record read in one step agree with the two read apart.
 async fn claim_with_fields(store: &dyn StateStore) {
     let id = uuid::Uuid::now_v7();
@@ -252,6 +308,7 @@ async fn suite(store: Arc<dyn StateStore>) {
     counters_move_once_per_marker(&*store).await;
     values_and_records(&*store).await;
     claim_protocol(&*store).await;
+    claims_in_one_step(&*store).await;
     claim_with_fields(&*store).await;
     claims_expire(&*store).await;
     records_expire(&*store).await;
