@@ -4,6 +4,12 @@
 //! - records with the same Kafka key (a conversation) are processed one after another, in offset
 //!   order; records of different keys are processed concurrently, up to `max_in_flight` in all
 //!   ([`KeyedQueue`]), so a wait on one conversation never holds back the others;
+//! - records read together (whatever librdkafka had fetched when the runner last read) start
+//!   together, as one group, through [`Stage::process_all`], and those finished together are
+//!   settled through one [`Stage::acked_all`]: a stage can make one store round trip for the
+//!   group, and the runner's own work (futures, offsets) is paid per group rather than per
+//!   record. Each record's result still counts on its own: it frees its key when it comes, and a
+//!   record that meets an unavailable service is retried alone;
 //! - a record's outputs are enqueued to the producer before the next record of its key is
 //!   processed (so they keep their order per key), and it is finished only after every output was
 //!   acked and [`Stage::acked`] ran; a partition's offset is stored only up to its oldest

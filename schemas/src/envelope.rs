@@ -321,8 +321,12 @@ impl Envelope {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        // Room for a typical envelope (600–900 bytes) from the start: grown by doubling from
+        // empty, the vector was reallocated and copied seven times or more per envelope.
+        let mut json = Vec::with_capacity(1024);
         // An envelope holds only strings, numbers and JSON values: encoding cannot fail.
-        serde_json::to_vec(self).expect("envelope serializes to JSON")
+        serde_json::to_writer(&mut json, self).expect("envelope serializes to JSON");
+        json
     }
 
     /// Decodes a record payload, refusing envelopes written by a newer schema version.
