@@ -28,6 +28,8 @@ use crate::node::Role;
 /// One pass over the load.
 struct Pass {
     events: u64,
+    /// The input records' mean size.
+    record_bytes: usize,
     cpu: f64,
     wall: Duration,
 }
@@ -66,7 +68,8 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
             target: Target::AtLeast(0.5),
         });
         details.push(format!(
-            "{name}: {:.2} CPU-s, {:.0} events/s wall; copy: {:.2} CPU-s, {:.0} events/s wall",
+            "{name}: input records of {} bytes; {:.2} CPU-s, {:.0} events/s wall; copy: {:.2} CPU-s, {:.0} events/s wall",
+            ours.record_bytes,
             ours.cpu,
             ours.per_second(),
             copy.cpu,
@@ -93,6 +96,8 @@ async fn measure(
     sims.wire(&mut config);
     wabaflow_pipeline::topics::create_all(&config.kafka).await?;
     let events = rig::events(&rig::texts(n, 2_000))?;
+    let record_bytes =
+        events.iter().map(|e| e.to_json().len()).sum::<usize>() / events.len().max(1);
     let input = input.qualified(&config.kafka.topic_prefix);
     let output = output.qualified(&config.kafka.topic_prefix);
     rig::preload(&config, &input, &events).await?;
@@ -120,10 +125,14 @@ async fn measure(
     Ok((
         Pass {
             events: n,
+            record_bytes,
             cpu,
             wall: done - first,
         },
-        copy,
+        Pass {
+            record_bytes,
+            ..copy
+        },
     ))
 }
 
@@ -172,6 +181,7 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
     let first = first.context("the copy read nothing")?;
     Ok(Pass {
         events: n,
+        record_bytes: 0,
         cpu,
         wall: first.elapsed(),
     })
