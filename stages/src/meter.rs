@@ -238,6 +238,15 @@ impl Stage for MeterStage {
             .await
             .map_err(unavailable)
     }
+
+    /// Completes a group's claims in one round trip.
+    async fn acked_all(&self, receipts: Vec<(Metered, Context)>) -> Result<(), StageError> {
+        let claims: Vec<(String, String)> = receipts
+            .into_iter()
+            .map(|(metered, cx)| (metered.0, cx.origin.to_string()))
+            .collect();
+        self.store.complete_all(&claims).await.map_err(unavailable)
+    }
 }
 
 #[cfg(test)]

@@ -279,4 +279,13 @@ impl Stage for WhatsAppSink {
             .await
             .map_err(unavailable)
     }
+
+    /// Completes a group's claims in one round trip.
+    async fn acked_all(&self, receipts: Vec<(SendReceipt, Context)>) -> Result<(), StageError> {
+        let claims: Vec<(String, String)> = receipts
+            .into_iter()
+            .map(|(receipt, cx)| (receipt.0, cx.origin.to_string()))
+            .collect();
+        self.store.complete_all(&claims).await.map_err(unavailable)
+    }
 }
