@@ -967,3 +967,150 @@ async fn a_batch_sink_commits_every_partition_up_to_its_last_written_record() {
     );
     assert_eq!(committed, expected);
 }
+
+/// Fails the record whose text is `outage` as unavailable, three times; lets everything else
+/// through, logging the order in which texts passed.
+struct Flaky {
+    failures: std::sync::atomic::AtomicUsize,
+    passed: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Stage for Flaky {
+    type Input = Envelope;
+    type Receipt = ();
+
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn input(&self) -> Topic {
+        WA_INBOUND
+    }
+    fn output(&self) -> Option<Topic> {
+        Some(WA_INBOUND_UNIQUE)
+    }
+
+    async fn process(&self, event: Envelope, _cx: &Context) -> Result<Outcome<()>, StageError> {
+        let Event::MetaMessage { message, .. } = &event.event else {
+            return Err(StageError::Invalid("not a message".into()));
+        };
+        let text = message.text.as_ref().and_then(|t| t.body.clone());
+        let text = text.unwrap_or_default();
+        if text == "outage"
+            && self
+                .failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                < 3
+        {
+            return Err(StageError::Unavailable("the test's outage".into()));
+        }
+        self.passed.lock().expect("log").push(text);
+        Ok(Outcome::Forward(()))
+    }
+}
+
+/// Records read together are processed as a group, but each counts alone: the one that meets an
+/// unavailable service is retried by itself, with backoff, while the other conversations go on;
+/// its own conversation waits for it; every record comes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_meeting_an_outage_is_retried_alone_while_other_conversations_go_on() {
+    let config = isolated_config();
+    create_topics(&config).await;
+    let input = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let mut records = vec![
+        text_record(&input, "447700900100", "wamid.out.1", "outage"),
+        text_record(&input, "447700900100", "wamid.out.2", "after the outage"),
+    ];
+    let others: Vec<String> = (0..30).map(|i| format!("other {i}")).collect();
+    for (i, text) in others.iter().enumerate() {
+        let user = format!("4477009002{i:02}");
+        records.push(text_record(
+            &input,
+            &user,
+            &format!("wamid.other.{i}"),
+            text,
+        ));
+    }
+    producer.send_all(&records).await.expect("input acked");
+
+    let retries = || {
+        wabaflow_pipeline::telemetry::metrics()
+            .stage_retries
+            .with_label_values(&["flaky"])
+            .get()
+    };
+    let retries_before = retries();
+    let stage = Arc::new(Flaky {
+        failures: Default::default(),
+        passed: Default::default(),
+    });
+    let shutdown = Shutdown::new();
+    let runner = StageRunner::new(
+        ArcStage(stage.clone()),
+        &config.kafka,
+        producer.clone(),
+        Health::default(),
+    );
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+
+    let output = TopicReader::new(
+        &WA_INBOUND_UNIQUE.qualified(&config.kafka.topic_prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let received = output.until(IDLE, |r| r.len() >= records.len()).await;
+    shutdown.trigger();
+    running.await.expect("joined").expect("stopped cleanly");
+
+    let wamid = |payload: &[u8]| match Envelope::from_json(payload).expect("envelope").event {
+        Event::MetaMessage { message, .. } => message.id,
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut out: Vec<String> = received.iter().map(|r| wamid(&r.payload)).collect();
+    let mut sent: Vec<String> = records.iter().map(|r| wamid(&r.payload)).collect();
+    out.sort();
+    sent.sort();
+    assert_eq!(out, sent, "every record once");
+    assert_eq!(
+        retries() - retries_before,
+        3,
+        "three failed attempts, each retried"
+    );
+
+    let passed = stage.passed.lock().expect("log").clone();
+    let at = |text: &str| passed.iter().position(|p| p == text).expect("passed");
+    assert!(
+        others.iter().all(|other| at(other) < at("outage")),
+        "no other conversation waited for the outage: {passed:?}"
+    );
+    assert!(
+        at("after the outage") > at("outage"),
+        "its own conversation waited, in order: {passed:?}"
+    );
+}
+
+/// A stage shared with the test, which reads what it logged.
+struct ArcStage<S>(Arc<S>);
+
+#[async_trait]
+impl<S: Stage> Stage for ArcStage<S> {
+    type Input = S::Input;
+    type Receipt = S::Receipt;
+
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn input(&self) -> Topic {
+        self.0.input()
+    }
+    fn output(&self) -> Option<Topic> {
+        self.0.output()
+    }
+    async fn process(
+        &self,
+        event: S::Input,
+        cx: &Context,
+    ) -> Result<Outcome<S::Receipt>, StageError> {
+        self.0.process(event, cx).await
+    }
+}
