@@ -21,7 +21,7 @@ use wabaflow_pipeline::{
     Shutdown, Stage, StageError, StageRunner,
 };
 use wabaflow_schemas::topics::{WA_INBOUND, WA_INBOUND_UNIQUE, WEBHOOKS_RAW};
-use wabaflow_schemas::{ConversationKey, Envelope, Event, Source, Topic};
+use wabaflow_schemas::{ConversationKey, Envelope, Event, IDEMPOTENCY_HEADER, Source, Topic};
 
 const IDLE: Duration = Duration::from_secs(20);
 
@@ -135,9 +135,13 @@ async fn batched_webhook_becomes_one_event_per_update_in_its_conversation_partit
         );
         let envelope = Envelope::from_json(&record.payload).expect("envelope");
         assert_eq!(envelope.conversation_key.as_str(), key);
-        seen.entry(key)
-            .or_default()
-            .push(envelope.event.idempotency_key().expect("identity"));
+        let identity = envelope.event.idempotency_key().expect("identity");
+        assert_eq!(
+            record.headers.get(IDEMPOTENCY_HEADER),
+            Some(&identity),
+            "the edge writes the event's key in a header, for dedupe"
+        );
+        seen.entry(key).or_default().push(identity);
     }
     // Per conversation, events keep the order of the body.
     let mut wanted: HashMap<String, Vec<String>> = HashMap::new();

@@ -203,11 +203,7 @@ impl GenesysEdge {
                 },
             );
             envelope.tenant = Some(tenant.id.clone());
-            records.push(Record::new(
-                &inner.events_topic,
-                Some(key.to_string()),
-                envelope.to_json(),
-            ));
+            records.push(Record::event(&inner.events_topic, &envelope));
         }
         publish(&inner.producer, &records).await?;
         metrics()

@@ -263,12 +263,8 @@ impl MetaEdge {
         records.push(raw);
         for event in &events {
             records.push(
-                Record::new(
-                    &inner.events_topic,
-                    Some(event.conversation_key.to_string()),
-                    event.to_json(),
-                )
-                .header(REQUEST_ID_HEADER, request_header.as_str()),
+                Record::event(&inner.events_topic, event)
+                    .header(REQUEST_ID_HEADER, request_header.as_str()),
             );
         }
         for dead in &rejected {

@@ -21,6 +21,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use wabaflow_schemas::{Envelope, IDEMPOTENCY_HEADER};
+
 use crate::config::KafkaConfig;
 use crate::kafka::producer_config;
 
@@ -41,6 +43,20 @@ impl Record {
             key,
             payload,
             headers: Vec::new(),
+        }
+    }
+
+    /// An event as it enters the pipeline: keyed by its conversation, with its idempotency key,
+    /// when it has one, in [`IDEMPOTENCY_HEADER`] (dedupe then reads no JSON).
+    pub fn event(topic: impl Into<String>, event: &Envelope) -> Self {
+        let record = Self::new(
+            topic,
+            Some(event.conversation_key.to_string()),
+            event.to_json(),
+        );
+        match event.event.idempotency_key() {
+            Some(key) => record.header(IDEMPOTENCY_HEADER, key),
+            None => record,
         }
     }
 

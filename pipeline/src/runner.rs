@@ -47,6 +47,7 @@ use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
 use crate::stage::{Context, Input, Origin, Outcome, Processed, Stage, StageError};
 use crate::telemetry::{Health, metrics};
+use wabaflow_schemas::envelope::EnvelopeError;
 
 /// Header naming the record an output (or a dead letter) was made from.
 pub const ORIGIN_HEADER: &str = "wabaflow-origin";
@@ -285,7 +286,7 @@ impl<S: Stage> StageRunner<S> {
         let mut settled = Vec::with_capacity(records.len());
         for (key, message) in records {
             let origin = origin_of(&message);
-            match S::Input::decode(message.payload().unwrap_or_default()) {
+            match decode::<S::Input>(&message) {
                 Ok(event) => {
                     events.push((event, Context { origin }));
                     read.push(Some((key, message)));
@@ -434,7 +435,7 @@ impl<S: Stage> StageRunner<S> {
                 _ = tokio::time::sleep(delay) => {}
             }
             // It decoded when first read; decoding is deterministic, but a failure is still handled.
-            let event = match S::Input::decode(message.payload().unwrap_or_default()) {
+            let event = match decode::<S::Input>(message) {
                 Ok(event) => event,
                 Err(decode) => {
                     return self
@@ -634,6 +635,18 @@ impl LaneKey {
             None => Self::Unkeyed(message.partition()),
         }
     }
+}
+
+/// What the stage reads of `message`.
+fn decode<I: Input>(message: &OwnedMessage) -> Result<I, EnvelopeError> {
+    let header = |name: &str| {
+        let headers = message.headers()?;
+        headers
+            .iter()
+            .find(|header| header.key == name)
+            .and_then(|header| header.value)
+    };
+    I::decode(message.payload().unwrap_or_default(), header)
 }
 
 /// The record's key as text, for the records made from it.

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use wabaflow_schemas::envelope::EnvelopeError;
-use wabaflow_schemas::{Envelope, IdempotencyKey, Topic};
+use wabaflow_schemas::{Envelope, IDEMPOTENCY_HEADER, IdempotencyKey, Topic};
 
 /// Where the input record came from. Stable across redeliveries of the same record, which makes
 /// it the natural owner of an idempotency claim.
@@ -72,22 +72,32 @@ pub enum StageError {
     Internal(String),
 }
 
-/// What a stage reads from each input record. A record that does not decode is dead-lettered with
-/// the error as its reason.
+/// What a stage reads from each input record, given its payload and a lookup of its headers. A
+/// record that does not decode is dead-lettered with the error as its reason.
 pub trait Input: Sized + Send + 'static {
-    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError>;
+    fn decode<'r>(
+        payload: &'r [u8],
+        header: impl Fn(&str) -> Option<&'r [u8]>,
+    ) -> Result<Self, EnvelopeError>;
 }
 
 impl Input for Envelope {
-    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError> {
+    fn decode<'r>(
+        payload: &'r [u8],
+        _header: impl Fn(&str) -> Option<&'r [u8]>,
+    ) -> Result<Self, EnvelopeError> {
         Envelope::from_json(payload)
     }
 }
 
-/// Only the event's idempotency key: for a filter that forwards the record's bytes unchanged.
+/// Only the event's idempotency key, from the header the edge wrote when there is one: for a filter
+/// that forwards the record's bytes unchanged.
 impl Input for IdempotencyKey {
-    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError> {
-        IdempotencyKey::from_json(payload)
+    fn decode<'r>(
+        payload: &'r [u8],
+        header: impl Fn(&str) -> Option<&'r [u8]>,
+    ) -> Result<Self, EnvelopeError> {
+        IdempotencyKey::from_record(header(IDEMPOTENCY_HEADER), payload)
     }
 }
 

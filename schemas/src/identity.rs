@@ -5,6 +5,9 @@
 //! dedupe stage needs nothing else, and decoding a whole envelope (every string of the Meta
 //! message allocated, both timestamps parsed) costs about three times as many instructions.
 //! Both build an [`Identity`], so the key is spelled in one place.
+//!
+//! The edges also write each event's key in a record header, [`IDEMPOTENCY_HEADER`]:
+//! [`IdempotencyKey::from_record`] takes it from there and reads no JSON at all.
 
 use std::borrow::Cow;
 
@@ -68,12 +71,26 @@ impl Identity<'_> {
     }
 }
 
+/// The record header in which an edge writes an event's idempotency key, as
+/// [`Identity::key`] spells it; absent for an event without one.
+pub const IDEMPOTENCY_HEADER: &str = "wabaflow-idempotency-key";
+
 /// An envelope read for its idempotency key only; `None` for events without one (value-level
 /// errors, other changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(pub Option<String>);
 
 impl IdempotencyKey {
+    /// From the record's [`IDEMPOTENCY_HEADER`] when it has one (the payload is then not read, nor
+    /// checked: the stages after dedupe decode it), else from its payload ([`Self::from_json`]) —
+    /// records written by other producers, or by an edge older than the header.
+    pub fn from_record(header: Option<&[u8]>, payload: &[u8]) -> Result<Self, EnvelopeError> {
+        match header.map(std::str::from_utf8) {
+            Some(Ok(key)) if !key.is_empty() => Ok(Self(Some(key.to_owned()))),
+            _ => Self::from_json(payload),
+        }
+    }
+
     /// Refuses what [`Envelope::from_json`](crate::Envelope::from_json) refuses for the parts it
     /// reads: bad JSON, a newer schema version, an unknown kind, a kind without its identifying
     /// fields. The rest of the envelope is checked by the stages that decode it.
@@ -267,6 +284,32 @@ mod tests {
                 Some("usage:message:wamid.U".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn the_header_stands_for_the_payload_when_present() {
+        let bytes = envelope(
+            json!({"kind": "meta_status", "phone_number_id": "1065", "status": {
+            "id": "wamid.S", "status": "read", "timestamp": 1749416383}}),
+        );
+        let from_payload = Some("wa:status:wamid.S:read".to_owned());
+        assert_eq!(
+            IdempotencyKey::from_record(Some(b"wa:msg:wamid.H"), b"not read at all")
+                .expect("from the header")
+                .0
+                .as_deref(),
+            Some("wa:msg:wamid.H")
+        );
+        for header in [None, Some(&b""[..]), Some(&b"\xff\xfe"[..])] {
+            assert_eq!(
+                IdempotencyKey::from_record(header, &bytes)
+                    .expect("from the payload")
+                    .0,
+                from_payload,
+                "{header:?}"
+            );
+        }
+        assert!(IdempotencyKey::from_record(None, b"{").is_err());
     }
 
     #[test]

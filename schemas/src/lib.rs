@@ -21,6 +21,6 @@ pub use envelope::{
     ConversationKey, Envelope, Event, RawRef, Reply, SCHEMA_VERSION, SendOutcome, Source,
     StoredMedia,
 };
-pub use identity::{IdempotencyKey, Identity};
+pub use identity::{IDEMPOTENCY_HEADER, IdempotencyKey, Identity};
 pub use secret::Secret;
 pub use topics::Topic;

@@ -151,14 +151,11 @@ pub fn events(webhooks: &[Signed]) -> anyhow::Result<Vec<Envelope>> {
     Ok(events)
 }
 
-/// Produces `events` to `topic`, keyed by conversation, in chunks (a load prepared beforehand).
+/// Produces `events` to `topic` as an edge writes them, in chunks (a load prepared beforehand).
 pub async fn preload(config: &Config, topic: &str, events: &[Envelope]) -> anyhow::Result<()> {
     let producer = Producer::new(&config.kafka)?;
     for chunk in events.chunks(2_000) {
-        let records: Vec<Record> = chunk
-            .iter()
-            .map(|e| Record::new(topic, Some(e.conversation_key.to_string()), e.to_json()))
-            .collect();
+        let records: Vec<Record> = chunk.iter().map(|e| Record::event(topic, e)).collect();
         producer
             .send_all(&records)
             .await
