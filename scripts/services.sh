@@ -105,15 +105,20 @@ up() {
 }
 
 down() {
-  local name pid
-  for name in clickhouse s3 redis tansu; do
+  local pair name port pid
+  for pair in clickhouse:8123 s3:8014 redis:6379 tansu:9092; do
+    name=${pair%%:*} port=${pair##*:}
     [[ -f "$DIR/$name.pid" ]] || continue
     pid=$(cat "$DIR/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
+    # A service started right after must not find the old one still on its port (an `up` once
+    # saw tansu log "listening" and the port never answer).
+    for _ in $(seq 50); do port_open "$port" || break; sleep 0.1; done
     rm -f "$DIR/$name.pid"
   done
   log "down"
