@@ -320,10 +320,7 @@ impl Offsets<'_> {
         let mut last: Vec<&Origin> = Vec::new();
         for record in batch.iter().rev() {
             let origin = &record.origin;
-            if !last
-                .iter()
-                .any(|seen| seen.partition == origin.partition && seen.topic == origin.topic)
-            {
+            if !last.iter().any(|seen| seen.same_partition(origin)) {
                 last.push(origin);
             }
         }

@@ -56,10 +56,10 @@ impl OffsetTracker {
             let Some(offset) = self.finish(origin) else {
                 continue;
             };
-            let partition = stored
+            match stored
                 .iter_mut()
-                .find(|(seen, _)| seen.partition == origin.partition && seen.topic == origin.topic);
-            match partition {
+                .find(|(seen, _)| seen.same_partition(origin))
+            {
                 // A partition's position only moves forward.
                 Some(entry) => *entry = (origin, offset),
                 None => stored.push((origin, offset)),

@@ -37,6 +37,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
+use wabaflow_schemas::envelope::EnvelopeError;
 
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
@@ -47,7 +48,6 @@ use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
 use crate::stage::{Context, Input, Origin, Outcome, Processed, Stage, StageError};
 use crate::telemetry::{Health, metrics};
-use wabaflow_schemas::envelope::EnvelopeError;
 
 /// Header naming the record an output (or a dead letter) was made from.
 pub const ORIGIN_HEADER: &str = "wabaflow-origin";
@@ -469,17 +469,11 @@ impl<S: Stage> StageRunner<S> {
         origin: Origin,
         shutdown: &Shutdown,
     ) -> Result<InFlight<S::Receipt>, RunnerError> {
-        let name = self.stage.name();
         let count = outputs.len();
         let topic = match &self.output {
             Some(topic) => topic.as_str(),
             None if count == 0 => "",
-            None => {
-                return Err(RunnerError::Internal {
-                    stage: name,
-                    reason: "a sink emitted events".into(),
-                });
-            }
+            None => return Err(self.internal("a sink emitted events".into())),
         };
         let mut acks = Vec::with_capacity(count);
         for (key, payload) in outputs {

@@ -30,6 +30,13 @@ pub struct Origin {
     pub offset: i64,
 }
 
+impl Origin {
+    /// Whether `other` is a record of the same topic partition.
+    pub fn same_partition(&self, other: &Origin) -> bool {
+        self.partition == other.partition && self.topic == other.topic
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)

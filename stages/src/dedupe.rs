@@ -228,6 +228,24 @@ mod tests {
         in_conversation(event)
     }
 
+    /// A value-level error: an event without an identity.
+    fn value_error() -> Envelope {
+        let error =
+            serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"}))
+                .expect("error");
+        Envelope::new(
+            Source::Meta,
+            ConversationKey::number("110"),
+            None,
+            Utc::now(),
+            None,
+            Event::MetaError {
+                phone_number_id: "110".into(),
+                error,
+            },
+        )
+    }
+
     fn at(offset: i64) -> Context {
         Context {
             origin: Origin {
@@ -319,24 +337,10 @@ mod tests {
     async fn a_group_is_claimed_and_completed_as_one_after_another() {
         let stage = stage();
         assert_eq!(run(&stage, message("wamid.5"), &at(1)).await, Ok(1));
-        let error =
-            serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"}))
-                .expect("error");
-        let anonymous = Envelope::new(
-            Source::Meta,
-            ConversationKey::number("110"),
-            None,
-            Utc::now(),
-            None,
-            Event::MetaError {
-                phone_number_id: "110".into(),
-                error,
-            },
-        );
         let group = vec![
             (key_of(&message("wamid.6")), at(2)),
             (key_of(&message("wamid.5")), at(3)),
-            (key_of(&anonymous), at(4)),
+            (key_of(&value_error()), at(4)),
             (key_of(&message("wamid.6")), at(5)),
             (key_of(&message("wamid.5")), at(1)),
         ];
@@ -369,20 +373,7 @@ mod tests {
     #[tokio::test]
     async fn events_without_identity_pass_through() {
         let stage = stage();
-        let error =
-            serde_json::from_value(serde_json::json!({"code": 130429, "title": "Rate limit hit"}))
-                .expect("error");
-        let event = Envelope::new(
-            Source::Meta,
-            ConversationKey::number("110"),
-            None,
-            Utc::now(),
-            None,
-            Event::MetaError {
-                phone_number_id: "110".into(),
-                error,
-            },
-        );
+        let event = value_error();
         assert_eq!(run(&stage, event.clone(), &at(1)).await, Ok(1));
         assert_eq!(run(&stage, event, &at(2)).await, Ok(1));
     }
