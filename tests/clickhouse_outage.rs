@@ -72,7 +72,7 @@ async fn a_thirty_second_clickhouse_outage_loses_and_doubles_nothing() {
             .map(|i| {
                 let envelope = message(i);
                 Record::new(
-                    &topic,
+                    topic.as_str(),
                     Some(envelope.conversation_key.to_string()),
                     envelope.to_json(),
                 )

@@ -608,7 +608,7 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
         );
         envelope.tenant = Some("acme".into());
         records.push(Record::new(
-            &topic,
+            topic.as_str(),
             Some(envelope.conversation_key.to_string()),
             envelope.to_json(),
         ));

@@ -680,8 +680,12 @@ async fn runner_dead_letters_garbage_and_applies_backpressure() {
     let key = ConversationKey::conversation("110", "447700900777");
     let producer = Producer::new(&config.kafka).expect("producer");
     let mut records = vec![
-        Record::new(&input, Some(key.to_string()), b"{not an envelope".to_vec())
-            .header("trace", "kept"),
+        Record::new(
+            input.as_str(),
+            Some(key.to_string()),
+            b"{not an envelope".to_vec(),
+        )
+        .header("trace", "kept"),
     ];
     for seq in 0..200 {
         let mut record = text_record(
@@ -1117,4 +1121,106 @@ impl<S: Stage> Stage for ArcStage<S> {
     ) -> Result<Outcome<S::Receipt>, StageError> {
         self.0.process(event, cx).await
     }
+}
+
+/// Emits three events for each customer text: `{text}/0`, `{text}/1`, `{text}/2`.
+struct Fanout;
+
+#[async_trait]
+impl Stage for Fanout {
+    type Input = Envelope;
+    type Receipt = ();
+
+    fn name(&self) -> &'static str {
+        "fanout"
+    }
+    fn input(&self) -> Topic {
+        WA_INBOUND
+    }
+    fn output(&self) -> Option<Topic> {
+        Some(WA_INBOUND_UNIQUE)
+    }
+
+    async fn process(&self, event: Envelope, _cx: &Context) -> Result<Outcome<()>, StageError> {
+        let outputs = (0..3)
+            .map(|part| {
+                let mut out = event.clone();
+                if let Event::MetaMessage { message, .. } = &mut out.event
+                    && let Some(text) = message.text.as_mut()
+                {
+                    text.body = text.body.take().map(|body| format!("{body}/{part}"));
+                }
+                out
+            })
+            .collect();
+        Ok(Outcome::Emit(outputs, ()))
+    }
+}
+
+/// A producer queue too small for a record's outputs: the runner waits for room (counted as
+/// backpressure) instead of failing, and every output still arrives once, in order per
+/// conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_holds_outputs_back_without_losing_or_reordering_them() {
+    let mut config = isolated_config();
+    create_topics(&config).await;
+    let input = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let loader = Producer::new(&config.kafka).expect("producer");
+    let users: Vec<String> = (0..8).map(|i| format!("4477009003{i:02}")).collect();
+    let mut records = Vec::new();
+    for seq in 0..10 {
+        for user in &users {
+            let wamid = format!("wamid.fan.{user}.{seq}");
+            records.push(text_record(&input, user, &wamid, &seq.to_string()));
+        }
+    }
+    loader.send_all(&records).await.expect("input acked");
+
+    let waits = || {
+        wabaflow_pipeline::telemetry::metrics()
+            .stage_backpressure
+            .with_label_values(&["fanout"])
+            .get()
+    };
+    let waits_before = waits();
+    config.kafka.producer_queue_messages = 2;
+    let producer = Producer::new(&config.kafka).expect("producer");
+    let shutdown = Shutdown::new();
+    let runner = StageRunner::new(Fanout, &config.kafka, producer, Health::default());
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+
+    let output = TopicReader::new(
+        &WA_INBOUND_UNIQUE.qualified(&config.kafka.topic_prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let received = output.until(IDLE, |r| r.len() >= 3 * records.len()).await;
+    shutdown.trigger();
+    running.await.expect("joined").expect("stopped cleanly");
+
+    let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in &received {
+        let envelope = Envelope::from_json(&record.payload).expect("envelope");
+        let Event::MetaMessage { message, .. } = envelope.event else {
+            panic!("unexpected {:?}", envelope.event);
+        };
+        let text = message.text.and_then(|t| t.body).expect("text");
+        texts
+            .entry(envelope.conversation_key.to_string())
+            .or_default()
+            .push(text);
+    }
+    let expected: Vec<String> = (0..10)
+        .flat_map(|seq| (0..3).map(move |part| format!("{seq}/{part}")))
+        .collect();
+    assert_eq!(texts.len(), users.len(), "every conversation");
+    for (conversation, texts) in &texts {
+        assert_eq!(
+            texts, &expected,
+            "{conversation}: each output once, in order"
+        );
+    }
+    assert!(
+        waits() > waits_before,
+        "the runner waited for room in the queue"
+    );
 }

@@ -48,8 +48,8 @@ struct Inner {
     tenants: TenantRegistry,
     body_limit: usize,
     producer: Producer,
-    raw_topic: String,
-    events_topic: String,
+    raw_topic: Arc<str>,
+    events_topic: Arc<str>,
 }
 
 impl GenesysEdge {
@@ -64,8 +64,8 @@ impl GenesysEdge {
                 tenants,
                 body_limit,
                 producer,
-                raw_topic: WEBHOOKS_RAW.qualified(topic_prefix),
-                events_topic: GENESYS_OUTBOUND.qualified(topic_prefix),
+                raw_topic: WEBHOOKS_RAW.qualified(topic_prefix).into(),
+                events_topic: GENESYS_OUTBOUND.qualified(topic_prefix).into(),
             }),
         }
     }
@@ -177,7 +177,7 @@ impl GenesysEdge {
         let received_at = Utc::now();
         let mut records = vec![
             Record::new(
-                &inner.raw_topic,
+                Arc::clone(&inner.raw_topic),
                 Some(request_id.to_string()),
                 body.to_vec(),
             )
@@ -203,7 +203,7 @@ impl GenesysEdge {
                 },
             );
             envelope.tenant = Some(tenant.id.clone());
-            records.push(Record::event(&inner.events_topic, &envelope));
+            records.push(Record::event(Arc::clone(&inner.events_topic), &envelope));
         }
         publish(&inner.producer, &records).await?;
         metrics()

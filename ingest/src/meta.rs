@@ -62,9 +62,9 @@ struct Inner {
     tenants: Option<TenantRegistry>,
     body_limit: usize,
     producer: Producer,
-    raw_topic: String,
-    events_topic: String,
-    dlq_topic: String,
+    raw_topic: Arc<str>,
+    events_topic: Arc<str>,
+    dlq_topic: Arc<str>,
 }
 
 impl MetaEdge {
@@ -81,9 +81,9 @@ impl MetaEdge {
                 tenants,
                 body_limit: ingest.body_limit_bytes,
                 producer,
-                raw_topic: WEBHOOKS_RAW.qualified(topic_prefix),
-                events_topic: WA_INBOUND.qualified(topic_prefix),
-                dlq_topic: WA_INBOUND.dlq(topic_prefix),
+                raw_topic: WEBHOOKS_RAW.qualified(topic_prefix).into(),
+                events_topic: WA_INBOUND.qualified(topic_prefix).into(),
+                dlq_topic: WA_INBOUND.dlq(topic_prefix).into(),
             }),
         }
     }
@@ -248,7 +248,7 @@ impl MetaEdge {
 
         let mut records = Vec::with_capacity(events.len() + rejected.len() + 1);
         let mut raw = Record::new(
-            &inner.raw_topic,
+            Arc::clone(&inner.raw_topic),
             Some(request_header.clone()),
             body.to_vec(),
         )
@@ -263,19 +263,23 @@ impl MetaEdge {
         records.push(raw);
         for event in &events {
             records.push(
-                Record::event(&inner.events_topic, event)
+                Record::event(Arc::clone(&inner.events_topic), event)
                     .header(REQUEST_ID_HEADER, request_header.as_str()),
             );
         }
         for dead in &rejected {
             records.push(
-                Record::new(&inner.dlq_topic, dead.key.clone(), dead.payload.clone())
-                    .header(REQUEST_ID_HEADER, request_header.as_str())
-                    .header(
-                        wabaflow_pipeline::runner::ERROR_HEADER,
-                        dead.reason.as_str(),
-                    )
-                    .header(wabaflow_pipeline::runner::STAGE_HEADER, "ingest:meta"),
+                Record::new(
+                    Arc::clone(&inner.dlq_topic),
+                    dead.key.clone(),
+                    dead.payload.clone(),
+                )
+                .header(REQUEST_ID_HEADER, request_header.as_str())
+                .header(
+                    wabaflow_pipeline::runner::ERROR_HEADER,
+                    dead.reason.as_str(),
+                )
+                .header(wabaflow_pipeline::runner::STAGE_HEADER, "ingest:meta"),
             );
         }
         publish(&inner.producer, &records).await?;

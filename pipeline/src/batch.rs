@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -27,51 +26,12 @@ use wabaflow_schemas::Topic;
 
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
+use crate::consumed::RawRecord;
 use crate::kafka::consumer_config;
 use crate::runner::{RunnerContext, RunnerError, commit, restarting};
 use crate::shutdown::Shutdown;
 use crate::stage::{Origin, StageError};
 use crate::telemetry::{Health, metrics};
-
-/// A record as consumed, bytes and headers untouched.
-#[derive(Debug, Clone)]
-pub struct RawRecord {
-    pub origin: Origin,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-impl RawRecord {
-    fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        Self {
-            origin: Origin {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-            },
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers: message
-                .headers()
-                .map(|headers| {
-                    headers
-                        .iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The first header called `name`, as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-    }
-}
 
 #[async_trait]
 pub trait BatchSink: Send + Sync + 'static {
@@ -124,6 +84,7 @@ impl<S: BatchSink> BatchRunner<S> {
             consumer_config(&self.kafka, &self.kafka.group_id(name), name)
                 .create_with_context(RunnerContext::new(name))?;
         consumer.subscribe(&[&input])?;
+        let topic: Arc<str> = Arc::from(input.as_str());
         self.health.set(&health_key(name), true);
         info!(sink = name, topic = %input, "consuming in batches");
 
@@ -159,7 +120,7 @@ impl<S: BatchSink> BatchRunner<S> {
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         consumed.inc();
-                        batch.push(RawRecord::from_message(&message));
+                        batch.push(RawRecord::read(&message, &topic));
                         oldest.get_or_insert_with(Instant::now);
                         if batch.len() < self.limits.max_records {
                             continue;

@@ -6,19 +6,19 @@
 //! out one at a time. A wait on one conversation (a `Retry-After`, a pair limit) therefore holds
 //! back only that conversation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 #[derive(Debug)]
 pub struct KeyedQueue<K, T> {
     /// Busy keys, each with the records waiting behind the one being worked on.
-    waiting: HashMap<K, VecDeque<T>>,
+    waiting: foldhash::HashMap<K, VecDeque<T>>,
 }
 
 impl<K: Hash + Eq + Clone, T> Default for KeyedQueue<K, T> {
     fn default() -> Self {
         Self {
-            waiting: HashMap::new(),
+            waiting: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod batch;
 pub mod config;
+pub mod consumed;
 pub mod kafka;
 pub mod keyed;
 pub mod offsets;
@@ -18,8 +19,9 @@ pub mod stage;
 pub mod telemetry;
 pub mod topics;
 
-pub use batch::{BatchLimits, BatchRunner, BatchSink, RawRecord};
+pub use batch::{BatchLimits, BatchRunner, BatchSink};
 pub use config::Config;
+pub use consumed::RawRecord;
 pub use producer::{ProduceError, Producer, Record};
 pub use runner::{RunnerError, StageRunner};
 pub use shutdown::Shutdown;

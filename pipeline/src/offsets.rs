@@ -5,38 +5,44 @@
 //! everything before it counts as done; the position may therefore only move to the end of the
 //! longest run of finished records from the oldest unfinished one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::stage::Origin;
 
+/// Every started and not yet stored offset of one partition, and whether it finished.
+type Partition = BTreeMap<i64, bool>;
+
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    /// Per topic and partition: every started and not yet stored offset, and whether it finished.
-    topics: HashMap<String, HashMap<i32, BTreeMap<i64, bool>>>,
+    /// Per topic (a runner reads one) and partition.
+    topics: Vec<(Arc<str>, foldhash::HashMap<i32, Partition>)>,
+    /// Offsets started and not yet stored, over every partition.
+    open: usize,
 }
 
 impl OffsetTracker {
     /// A record was read and its work is starting.
     pub fn start(&mut self, origin: &Origin) {
-        // Looked up by reference: the topic is allocated once, not per record.
-        if !self.topics.contains_key(&origin.topic) {
-            self.topics.insert(origin.topic.clone(), HashMap::new());
-        }
-        if let Some(partitions) = self.topics.get_mut(&origin.topic) {
-            partitions
-                .entry(origin.partition)
-                .or_default()
-                .insert(origin.offset, false);
+        let index = match self.topic(&origin.topic) {
+            Some(index) => index,
+            None => {
+                self.topics
+                    .push((Arc::clone(&origin.topic), Default::default()));
+                self.topics.len() - 1
+            }
+        };
+        let partition = self.topics[index].1.entry(origin.partition).or_default();
+        if partition.insert(origin.offset, false).is_none() {
+            self.open += 1;
         }
     }
 
     /// A record's work is finished. Returns the offset to store for its partition, if the
     /// partition's oldest unfinished record moved.
     pub fn finish(&mut self, origin: &Origin) -> Option<i64> {
-        let offsets = self
-            .topics
-            .get_mut(&origin.topic)?
-            .get_mut(&origin.partition)?;
+        let index = self.topic(&origin.topic)?;
+        let offsets = self.topics[index].1.get_mut(&origin.partition)?;
         *offsets.get_mut(&origin.offset)? = true;
         let mut stored = None;
         while let Some(entry) = offsets.first_entry() {
@@ -44,6 +50,7 @@ impl OffsetTracker {
                 break;
             }
             stored = Some(entry.remove_entry().0);
+            self.open -= 1;
         }
         stored
     }
@@ -70,11 +77,13 @@ impl OffsetTracker {
 
     /// Records started and not yet finished or stored.
     pub fn open(&self) -> usize {
+        self.open
+    }
+
+    fn topic(&self, topic: &Arc<str>) -> Option<usize> {
         self.topics
-            .values()
-            .flat_map(HashMap::values)
-            .map(BTreeMap::len)
-            .sum()
+            .iter()
+            .position(|(known, _)| Arc::ptr_eq(known, topic) || known == topic)
     }
 }
 

@@ -11,6 +11,7 @@
 //! of records it cannot yet acknowledge, and `/readyz` does not send traffic to an edge that would
 //! hold it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -30,14 +31,14 @@ use crate::kafka::producer_config;
 #[derive(Debug, Clone)]
 pub struct Record {
     /// The full topic name (already prefixed).
-    pub topic: String,
+    pub topic: Arc<str>,
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Record {
-    pub fn new(topic: impl Into<String>, key: Option<String>, payload: Vec<u8>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, key: Option<String>, payload: Vec<u8>) -> Self {
         Self {
             topic: topic.into(),
             key,
@@ -48,7 +49,7 @@ impl Record {
 
     /// An event as it enters the pipeline: keyed by its conversation, with its idempotency key,
     /// when it has one, in [`IDEMPOTENCY_HEADER`] (dedupe then reads no JSON).
-    pub fn event(topic: impl Into<String>, event: &Envelope) -> Self {
+    pub fn event(topic: impl Into<Arc<str>>, event: &Envelope) -> Self {
         let record = Self::new(
             topic,
             Some(event.conversation_key.to_string()),

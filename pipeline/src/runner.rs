@@ -26,28 +26,31 @@
 //!   a resumed partition never fetched again;
 //! - a failed produce restarts the consumer from the last committed offset.
 
+mod group;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll, StreamExt};
+use futures::stream::{FuturesUnordered, SelectAll, StreamExt};
 use prometheus::IntCounter;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 use wabaflow_schemas::envelope::EnvelopeError;
 
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
+use crate::consumed::RawRecord;
 use crate::kafka::consumer_config;
 use crate::keyed::KeyedQueue;
 use crate::offsets::OffsetTracker;
 use crate::producer::{Pending, ProduceError, Producer, Record};
 use crate::shutdown::Shutdown;
-use crate::stage::{Context, Input, Origin, Outcome, Processed, Stage, StageError};
+use crate::stage::{Context, Input, Origin, Outcome, Stage, StageError};
 use crate::telemetry::{Health, metrics};
+use group::Group;
 
 /// Header naming the record an output (or a dead letter) was made from.
 pub const ORIGIN_HEADER: &str = "wabaflow-origin";
@@ -72,7 +75,7 @@ pub struct StageRunner<S: Stage> {
     producer: Producer,
     health: Health,
     /// The output topic's full name; `None` for a sink.
-    output: Option<String>,
+    output: Option<Arc<str>>,
     /// This stage's counters, looked up once rather than per record.
     consumed: IntCounter,
     emitted: IntCounter,
@@ -88,26 +91,52 @@ enum Progress<R> {
     Done(LaneKey),
     /// This record met an unavailable service: it is retried on its own, with backoff, holding
     /// back only its conversation.
-    Retry(LaneKey, OwnedMessage, StageError),
+    Retry(LaneKey, RawRecord, StageError),
     /// Every record of the group has its result: the finished ones settle together.
     Settle(Vec<InFlight<R>>),
 }
 
-/// A group being processed: the stage's results as they come, and the records they are for.
-struct Group<'a, R> {
-    results: BoxStream<'a, Processed<R>>,
-    /// By the index of their event; taken when its result comes.
-    records: Vec<Option<(LaneKey, OwnedMessage)>>,
-    /// Records dead-lettered as they were read, which did not reach the stage.
-    early: Vec<Result<Progress<R>, RunnerError>>,
-    /// Finished records, to settle together.
-    settled: Vec<InFlight<R>>,
-}
-
 /// What the runner does with a record after the stage answered.
 enum Finished<R> {
-    InFlight(InFlight<R>),
+    /// Its outputs (none for a discarded record, the dead letter for an invalid one), to enqueue.
+    Outputs(Outputs<R>),
     Retry(StageError),
+}
+
+/// A finished record's outputs, enqueued in their order; once all are, the record is in flight.
+struct Outputs<R> {
+    /// Those not yet enqueued.
+    records: std::vec::IntoIter<Record>,
+    /// How many of them are the stage's output (counted as emitted once all are enqueued).
+    emits: usize,
+    acks: Vec<Pending>,
+    origin: Origin,
+    receipt: Option<R>,
+}
+
+impl<R> Outputs<R> {
+    /// Enqueues what is left, in order: `false` when the producer's queue filled up first.
+    fn enqueue(&mut self, producer: &Producer) -> Result<bool, ProduceError> {
+        while let Some(record) = self.records.as_slice().first() {
+            match producer.enqueue(record) {
+                Ok(ack) => {
+                    self.acks.push(ack);
+                    self.records.next();
+                }
+                Err(ProduceError::Backpressure) => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
+    fn in_flight(self) -> InFlight<R> {
+        InFlight {
+            origin: self.origin,
+            acks: self.acks,
+            receipt: self.receipt,
+        }
+    }
 }
 
 /// A processed record waiting for its outputs' acks.
@@ -123,7 +152,7 @@ impl<S: Stage> StageRunner<S> {
         Self {
             output: stage
                 .output()
-                .map(|topic| topic.qualified(&kafka.topic_prefix)),
+                .map(|topic| Arc::from(topic.qualified(&kafka.topic_prefix))),
             consumed: metrics().stage_consumed.with_label_values(&name),
             emitted: metrics().stage_emitted.with_label_values(&name),
             stage: Arc::new(stage),
@@ -150,6 +179,7 @@ impl<S: Stage> StageRunner<S> {
             consumer_config(&self.kafka, &self.kafka.group_id(name), name)
                 .create_with_context(RunnerContext { stage: name })?;
         consumer.subscribe(&[&input])?;
+        let topic: Arc<str> = Arc::from(input.as_str());
         // The group join goes on meanwhile; no record is taken before its outputs can be acked.
         tokio::select! {
             _ = self.producer.ready() => {}
@@ -158,7 +188,7 @@ impl<S: Stage> StageRunner<S> {
         self.health.set(&health_key(name), true);
         info!(stage = name, topic = %input, "consuming");
 
-        let outcome = self.pump(&consumer, shutdown).await;
+        let outcome = self.pump(&consumer, &topic, shutdown).await;
         // Whatever was stored is done, even when the pump failed: commit it.
         commit(&consumer, name);
         self.health.set(&health_key(name), false);
@@ -171,11 +201,12 @@ impl<S: Stage> StageRunner<S> {
     async fn pump(
         &self,
         consumer: &StreamConsumer<RunnerContext>,
+        topic: &Arc<str>,
         shutdown: &Shutdown,
     ) -> Result<(), RunnerError> {
         let name = self.stage.name();
         let max_in_flight = self.kafka.max_in_flight.max(1);
-        let mut keys = KeyedQueue::<LaneKey, OwnedMessage>::default();
+        let mut keys = KeyedQueue::<LaneKey, RawRecord>::default();
         let mut offsets = OffsetTracker::default();
         // Records read whose key is free: they start together once nothing more can be read at once.
         let mut ready = Vec::new();
@@ -206,8 +237,8 @@ impl<S: Stage> StageRunner<S> {
                             ready.push((key, next));
                         }
                     }
-                    Progress::Retry(key, message, err) => {
-                        retrying.push(self.retry(key, message, err, shutdown));
+                    Progress::Retry(key, record, err) => {
+                        retrying.push(self.retry(key, record, err, shutdown));
                     }
                     Progress::Settle(items) => settling.push(self.settle(items)),
                 },
@@ -221,21 +252,21 @@ impl<S: Stage> StageRunner<S> {
                 // Not polling while the window is full is the backpressure: librdkafka's prefetch
                 // queue (bounded by `queued.max.messages.kbytes`) fills and it stops fetching.
                 message = consumer.recv(), if room => {
-                    let message = match message {
-                        Ok(message) => message.detach(),
+                    let record = match message {
+                        Ok(message) => RawRecord::read(&message, topic),
                         Err(err) => {
                             // librdkafka reports broker trouble here and recovers by itself.
                             warn!(stage = name, error = %err, "consumer error");
                             continue;
                         }
                     };
-                    offsets.start(&origin_of(&message));
+                    offsets.start(&record.origin);
                     if offsets.open() == max_in_flight {
                         metrics().stage_backpressure_waits.with_label_values(&[name]).inc();
                     }
-                    let key = LaneKey::of(&message);
-                    if let Some(message) = keys.admit(key.clone(), message) {
-                        ready.push((key, message));
+                    let key = LaneKey::of(&record);
+                    if let Some(record) = keys.admit(key.clone(), record) {
+                        ready.push((key, record));
                     }
                 }
                 // Nothing more can be read at once: what was read starts, as one group.
@@ -271,141 +302,75 @@ impl<S: Stage> StageRunner<S> {
         Ok(())
     }
 
-    /// Decodes a group of records (each of a different key), has the stage process them together,
-    /// and reports each record's progress as its result comes: its outputs enqueued (the key is
-    /// free for its next record) or a retry, then, once all are in, the group's records to settle.
+    /// Decodes a group of records (each of a different key) and has the stage process them
+    /// together; the [`Group`] reports each record's progress as its result comes.
     fn handle_all<'a>(
         &'a self,
-        records: Vec<(LaneKey, OwnedMessage)>,
+        records: Vec<(LaneKey, RawRecord)>,
         shutdown: &'a Shutdown,
-    ) -> BoxStream<'a, Result<Progress<S::Receipt>, RunnerError>> {
+    ) -> Group<'a, S> {
         self.consumed.inc_by(records.len() as u64);
         let mut events = Vec::with_capacity(records.len());
         let mut read = Vec::with_capacity(records.len());
         let mut early = Vec::new();
-        let mut settled = Vec::with_capacity(records.len());
-        for (key, message) in records {
-            let origin = origin_of(&message);
-            match decode::<S::Input>(&message) {
+        for (key, record) in records {
+            match decode::<S::Input>(&record) {
                 Ok(event) => {
+                    let origin = record.origin.clone();
                     events.push((event, Context { origin }));
-                    read.push(Some((key, message)));
+                    read.push(Some((key, record)));
                 }
-                Err(err) => {
-                    let dead = self.dead_letter(&message, origin, &err.to_string());
-                    early.push(dead.map(|item| {
-                        settled.push(item);
-                        Progress::Done(key)
-                    }));
-                }
+                Err(err) => early.push((key, self.dead_letter(&record, &err.to_string()))),
             }
         }
-        let group = Group {
-            results: self.stage.process_all(events),
-            records: read,
-            early,
-            settled,
-        };
-        stream::unfold(Some(group), move |group| async move {
-            let mut group = group?;
-            if let Some(step) = group.early.pop() {
-                return Some((step, Some(group)));
-            }
-            match group.results.next().await {
-                Some((index, result)) => {
-                    let step = match group.records.get_mut(index).and_then(Option::take) {
-                        Some((key, message)) => {
-                            self.conclude(key, message, result, shutdown, &mut group.settled)
-                                .await
-                        }
-                        None => Err(self.internal(format!(
-                            "record {index} of a group answered twice or never read"
-                        ))),
-                    };
-                    Some((step, Some(group)))
-                }
-                None if group.records.iter().any(Option::is_some) => Some((
-                    Err(self.internal("the stage did not answer every record of a group".into())),
-                    None,
-                )),
-                None => Some((Ok(Progress::Settle(group.settled)), None)),
-            }
-        })
-        .boxed()
+        Group::new(self, shutdown, self.stage.process_all(events), read, early)
     }
 
-    /// Turns one record's result into its progress: a finished record joins the group's `settled`.
-    async fn conclude(
+    /// Acts on what the stage said of a record: its outputs, its dead letter, nothing (discarded)
+    /// — or a retry. A forwarded record's payload moves to its output.
+    fn finish(
         &self,
-        key: LaneKey,
-        message: OwnedMessage,
+        record: &mut RawRecord,
         result: Result<Outcome<S::Receipt>, StageError>,
-        shutdown: &Shutdown,
-        settled: &mut Vec<InFlight<S::Receipt>>,
-    ) -> Result<Progress<S::Receipt>, RunnerError> {
-        let origin = origin_of(&message);
-        Ok(
-            match self.finish(&message, origin, result, shutdown).await? {
-                Finished::InFlight(item) => {
-                    settled.push(item);
-                    Progress::Done(key)
-                }
-                Finished::Retry(err) => Progress::Retry(key, message, err),
-            },
-        )
-    }
-
-    /// Acts on what the stage said of a record: enqueues its outputs, dead-letters it or discards
-    /// it — or leaves it to be retried.
-    async fn finish(
-        &self,
-        message: &OwnedMessage,
-        origin: Origin,
-        result: Result<Outcome<S::Receipt>, StageError>,
-        shutdown: &Shutdown,
     ) -> Result<Finished<S::Receipt>, RunnerError> {
-        let item = match result {
+        let outputs = match result {
             Ok(Outcome::Emit(events, receipt)) => {
-                let outputs = events
+                let records = events
                     .iter()
                     .map(|event| (Some(event.conversation_key.to_string()), event.to_json()));
-                self.emit(outputs, receipt, origin, shutdown).await?
+                self.outputs(records, receipt, &record.origin)?
             }
             Ok(Outcome::Forward(receipt)) => {
-                let payload = message.payload().unwrap_or_default().to_vec();
-                let outputs = std::iter::once((key_of(message), payload));
-                self.emit(outputs, receipt, origin, shutdown).await?
+                let payload = std::mem::take(&mut record.payload);
+                let records = std::iter::once((record.key_text(), payload));
+                self.outputs(records, receipt, &record.origin)?
             }
             Ok(Outcome::Discard(reason)) => {
                 metrics()
                     .stage_discarded
                     .with_label_values(&[self.stage.name(), reason])
                     .inc();
-                InFlight {
-                    origin,
-                    acks: Vec::new(),
-                    receipt: None,
-                }
+                self.nothing(&record.origin, None)
             }
-            Err(StageError::Invalid(reason)) => self.dead_letter(message, origin, &reason)?,
+            Err(StageError::Invalid(reason)) => self.dead_letter(record, &reason),
             Err(err @ (StageError::Unavailable(_) | StageError::RetryAfter { .. })) => {
                 return Ok(Finished::Retry(err));
             }
             Err(StageError::Internal(reason)) => return Err(self.internal(reason)),
         };
-        Ok(Finished::InFlight(item))
+        Ok(Finished::Outputs(outputs))
     }
 
     /// Retries one record on its own, with backoff, after `err`, until it finishes.
     fn retry<'a>(
         &'a self,
         key: LaneKey,
-        message: OwnedMessage,
+        mut record: RawRecord,
         err: StageError,
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, (LaneKey, Handled<S::Receipt>)> {
         Box::pin(async move {
-            let handled = self.retrying(&message, err, shutdown).await;
+            let handled = self.retrying(&mut record, err, shutdown).await;
             (key, handled)
         })
     }
@@ -413,13 +378,13 @@ impl<S: Stage> StageRunner<S> {
     /// `None` when shutdown interrupted the wait.
     async fn retrying(
         &self,
-        message: &OwnedMessage,
+        record: &mut RawRecord,
         mut err: StageError,
         shutdown: &Shutdown,
     ) -> Handled<S::Receipt> {
         let name = self.stage.name();
         let cx = Context {
-            origin: origin_of(message),
+            origin: record.origin.clone(),
         };
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
@@ -435,22 +400,20 @@ impl<S: Stage> StageRunner<S> {
                 _ = tokio::time::sleep(delay) => {}
             }
             // It decoded when first read; decoding is deterministic, but a failure is still handled.
-            let event = match decode::<S::Input>(message) {
-                Ok(event) => event,
-                Err(decode) => {
-                    return self
-                        .dead_letter(message, cx.origin, &decode.to_string())
-                        .map(Some);
+            let outputs = match decode::<S::Input>(record) {
+                Ok(event) => {
+                    let result = self.stage.process(event, &cx).await;
+                    match self.finish(record, result)? {
+                        Finished::Outputs(outputs) => outputs,
+                        Finished::Retry(again) => {
+                            err = again;
+                            continue;
+                        }
+                    }
                 }
+                Err(decode) => self.dead_letter(record, &decode.to_string()),
             };
-            let result = self.stage.process(event, &cx).await;
-            match self
-                .finish(message, cx.origin.clone(), result, shutdown)
-                .await?
-            {
-                Finished::InFlight(item) => return Ok(Some(item)),
-                Finished::Retry(again) => err = again,
-            }
+            return self.enqueued(outputs, shutdown).await.map(Some);
         }
     }
 
@@ -461,66 +424,99 @@ impl<S: Stage> StageRunner<S> {
         }
     }
 
-    /// Enqueues a processed record's outputs (key, payload) to the stage's output topic.
-    async fn emit(
+    /// A processed record's outputs (key, payload), for the stage's output topic.
+    fn outputs(
         &self,
-        outputs: impl ExactSizeIterator<Item = (Option<String>, Vec<u8>)>,
+        records: impl ExactSizeIterator<Item = (Option<String>, Vec<u8>)>,
         receipt: S::Receipt,
-        origin: Origin,
-        shutdown: &Shutdown,
-    ) -> Result<InFlight<S::Receipt>, RunnerError> {
-        let count = outputs.len();
+        origin: &Origin,
+    ) -> Result<Outputs<S::Receipt>, RunnerError> {
+        let emits = records.len();
         let topic = match &self.output {
-            Some(topic) => topic.as_str(),
-            None if count == 0 => "",
+            Some(topic) => topic,
+            None if emits == 0 => return Ok(self.nothing(origin, Some(receipt))),
             None => return Err(self.internal("a sink emitted events".into())),
         };
-        let mut acks = Vec::with_capacity(count);
-        for (key, payload) in outputs {
-            let record = Record::new(topic, key, payload).header(ORIGIN_HEADER, origin.to_string());
-            acks.push(self.enqueue(&record, shutdown).await?);
-        }
-        self.emitted.inc_by(count as u64);
-        Ok(InFlight {
-            origin,
-            acks,
+        let records = records
+            .map(|(key, payload)| {
+                Record::new(Arc::clone(topic), key, payload)
+                    .header(ORIGIN_HEADER, origin.to_string())
+            })
+            .collect::<Vec<_>>();
+        Ok(Outputs {
+            records: records.into_iter(),
+            emits,
+            acks: Vec::with_capacity(emits),
+            origin: origin.clone(),
             receipt: Some(receipt),
         })
     }
 
-    /// Sends the original record, bytes and headers unchanged, to the input's dead-letter twin.
-    fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        origin: Origin,
-        reason: &str,
-    ) -> Result<InFlight<S::Receipt>, RunnerError> {
+    /// No outputs: the record is finished as soon as the stage answered.
+    fn nothing(&self, origin: &Origin, receipt: Option<S::Receipt>) -> Outputs<S::Receipt> {
+        Outputs {
+            records: Vec::new().into_iter(),
+            emits: 0,
+            acks: Vec::new(),
+            origin: origin.clone(),
+            receipt,
+        }
+    }
+
+    /// The original record, bytes and headers unchanged, for the input's dead-letter twin.
+    fn dead_letter(&self, record: &RawRecord, reason: &str) -> Outputs<S::Receipt> {
         let name = self.stage.name();
+        let origin = &record.origin;
         metrics()
             .stage_dead_lettered
             .with_label_values(&[name])
             .inc();
         warn!(stage = name, %origin, %reason, "dead-lettering record");
-        let mut record = Record::new(
+        let mut dead = Record::new(
             self.stage.input().dlq(&self.kafka.topic_prefix),
-            key_of(message),
-            message.payload().unwrap_or_default().to_vec(),
+            record.key_text(),
+            record.payload.clone(),
         );
-        if let Some(headers) = message.headers() {
-            for header in headers.iter() {
-                record = record.header(header.key, header.value.unwrap_or_default());
-            }
-        }
-        let record = record
+        dead.headers.clone_from(&record.headers);
+        let dead = dead
             .header(ORIGIN_HEADER, origin.to_string())
             .header(STAGE_HEADER, name)
             .header(ERROR_HEADER, reason);
-        let ack = self.producer.enqueue(&record)?;
-        Ok(InFlight {
-            origin,
-            acks: vec![ack],
-            receipt: None,
-        })
+        Outputs {
+            records: vec![dead].into_iter(),
+            ..self.nothing(origin, None)
+        }
+    }
+
+    /// Enqueues what is left of `outputs` now: `false` when the producer's queue is full.
+    fn try_enqueue(&self, outputs: &mut Outputs<S::Receipt>) -> Result<bool, RunnerError> {
+        let enqueued = outputs.enqueue(&self.producer)?;
+        if enqueued {
+            self.emitted.inc_by(outputs.emits as u64);
+        } else {
+            metrics()
+                .stage_backpressure
+                .with_label_values(&[self.stage.name()])
+                .inc();
+        }
+        Ok(enqueued)
+    }
+
+    /// Enqueues `outputs`, waiting while the producer's queue is full (librdkafka drains it
+    /// meanwhile).
+    async fn enqueued(
+        &self,
+        mut outputs: Outputs<S::Receipt>,
+        shutdown: &Shutdown,
+    ) -> Result<InFlight<S::Receipt>, RunnerError> {
+        let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(500));
+        while !self.try_enqueue(&mut outputs)? {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(ProduceError::Closed.into()),
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+        Ok(outputs.in_flight())
     }
 
     /// Awaits the acks of records processed together, then runs the stage's `acked_all` hook on
@@ -564,26 +560,6 @@ impl<S: Stage> StageRunner<S> {
             Ok(origins)
         })
     }
-
-    /// Enqueues, waiting while the producer's queue is full (the committer drains it meanwhile).
-    async fn enqueue(&self, record: &Record, shutdown: &Shutdown) -> Result<Pending, RunnerError> {
-        let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(500));
-        loop {
-            match self.producer.enqueue(record) {
-                Err(ProduceError::Backpressure) => {
-                    metrics()
-                        .stage_backpressure
-                        .with_label_values(&[self.stage.name()])
-                        .inc();
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Err(ProduceError::Closed.into()),
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                }
-                other => return Ok(other?),
-            }
-        }
-    }
 }
 
 /// Runs `consumer` until it returns `Ok` (shutdown) or an internal error; Kafka and produce
@@ -616,46 +592,25 @@ where
 }
 
 /// What orders records: the Kafka key (the conversation), or the partition for unkeyed records.
+/// Cloned for each record of a key (the queue's entry and the record's own), so shared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum LaneKey {
-    Key(Vec<u8>),
+    Key(Arc<[u8]>),
     Unkeyed(i32),
 }
 
 impl LaneKey {
-    fn of(message: &OwnedMessage) -> Self {
-        match message.key() {
-            Some(key) => Self::Key(key.to_vec()),
-            None => Self::Unkeyed(message.partition()),
+    fn of(record: &RawRecord) -> Self {
+        match &record.key {
+            Some(key) => Self::Key(Arc::from(key.as_slice())),
+            None => Self::Unkeyed(record.origin.partition),
         }
     }
 }
 
-/// What the stage reads of `message`.
-fn decode<I: Input>(message: &OwnedMessage) -> Result<I, EnvelopeError> {
-    let header = |name: &str| {
-        let headers = message.headers()?;
-        headers
-            .iter()
-            .find(|header| header.key == name)
-            .and_then(|header| header.value)
-    };
-    I::decode(message.payload().unwrap_or_default(), header)
-}
-
-/// The record's key as text, for the records made from it.
-fn key_of(message: &OwnedMessage) -> Option<String> {
-    message
-        .key()
-        .map(|key| String::from_utf8_lossy(key).into_owned())
-}
-
-fn origin_of(message: &OwnedMessage) -> Origin {
-    Origin {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-    }
+/// What the stage reads of `record`.
+fn decode<I: Input>(record: &RawRecord) -> Result<I, EnvelopeError> {
+    I::decode(&record.payload, |name| record.header_bytes(name))
 }
 
 fn health_key(stage: &str) -> String {

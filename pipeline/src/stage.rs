@@ -13,6 +13,7 @@
 //! claim and completion) overrides them to make one for the group.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +26,8 @@ use wabaflow_schemas::{Envelope, IDEMPOTENCY_HEADER, IdempotencyKey, Topic};
 /// it the natural owner of an idempotency claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub topic: String,
+    /// Shared by the records a runner reads from the same topic.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -33,7 +35,8 @@ pub struct Origin {
 impl Origin {
     /// Whether `other` is a record of the same topic partition.
     pub fn same_partition(&self, other: &Origin) -> bool {
-        self.partition == other.partition && self.topic == other.topic
+        self.partition == other.partition
+            && (Arc::ptr_eq(&self.topic, &other.topic) || self.topic == other.topic)
     }
 }
 

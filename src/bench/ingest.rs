@@ -2,6 +2,8 @@
 //! events, Kafka ack before the 200) against a bare axum handler that answers 200 to the same
 //! requests; then latency p50/p99 of both at half the edge's sustained rate.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, ensure};
 use axum::Router;
 use axum::http::StatusCode;
@@ -129,16 +131,16 @@ async fn produce_ceiling(
     use futures::StreamExt;
     let producer = wabaflow_pipeline::Producer::new(&config.kafka)?;
     let events = rig::events(webhooks)?;
-    let raw = WEBHOOKS_RAW.qualified(&config.kafka.topic_prefix);
-    let inbound = WA_INBOUND.qualified(&config.kafka.topic_prefix);
+    let raw: Arc<str> = WEBHOOKS_RAW.qualified(&config.kafka.topic_prefix).into();
+    let inbound: Arc<str> = WA_INBOUND.qualified(&config.kafka.topic_prefix).into();
     let pairs: Vec<[Record; 2]> = webhooks
         .iter()
         .zip(&events)
         .map(|(webhook, event)| {
             let key = Some(event.conversation_key.to_string());
             [
-                Record::new(&raw, key.clone(), webhook.body.to_vec()),
-                Record::new(&inbound, key, event.to_json()),
+                Record::new(Arc::clone(&raw), key.clone(), webhook.body.to_vec()),
+                Record::new(Arc::clone(&inbound), key, event.to_json()),
             ]
         })
         .collect();
