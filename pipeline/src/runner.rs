@@ -22,6 +22,7 @@
 //! - when `max_in_flight` records are open (read, offset not yet stored) the runner stops polling
 //!   until the oldest is done;
 //!   librdkafka's bounded prefetch queue then fills and it stops fetching (backpressure, no drops).
+//!   When the producer's queue is full, a record's outputs wait for room, in order ([`Group`]).
 //!   Explicit `pause()`/`resume()` was tried and dropped: against tansu 0.6 with librdkafka 2.12
 //!   a resumed partition never fetched again;
 //! - a failed produce restarts the consumer from the last committed offset.
