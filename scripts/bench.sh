@@ -5,6 +5,7 @@
 #   scripts/bench.sh                      all six: ingest stage e2e sender clickhouse memory
 #   scripts/bench.sh ingest e2e           some of them
 #   scripts/bench.sh --scale 0.2          a lighter run
+#   scripts/bench.sh --rounds 1           one run of each (default 3, the median reported)
 #
 # tansu keeps every record in memory and slows down as it fills, so each benchmark starts on a
 # freshly started broker (and fresh Redis and ClickHouse); the services are stopped at the end.
@@ -16,7 +17,7 @@ benches=()
 options=()
 while (($#)); do
   case $1 in
-    --scale) options+=("$1" "$2"); shift 2 ;;
+    --scale|--rounds) options+=("$1" "$2"); shift 2 ;;
     --*) options+=("$1"); shift ;;
     *) benches+=("$1"); shift ;;
   esac

@@ -14,6 +14,11 @@
 //! benchmark checks that its work was done (every event arrived) before it reports a number.
 //! `--scale` multiplies the volumes: `cargo test` runs them all at a tiny scale so they cannot rot;
 //! `scripts/bench.sh` runs them at full scale on a release build.
+//!
+//! This machine's host is shared, and one run of a benchmark can move by half from the next one
+//! (a pass of the stage benchmark's copy takes a tenth of a CPU-second), so each benchmark runs
+//! `--rounds` times (3 by default) and reports, for each ratio, the round with the median value,
+//! after printing every round.
 
 mod clickhouse;
 mod e2e;
@@ -62,6 +67,9 @@ pub struct BenchArgs {
     /// The wabaflow binary the memory benchmark starts once per role (default: this one).
     #[arg(long)]
     pub exe: Option<PathBuf>,
+    /// Runs of each benchmark; each ratio reported is the median run's.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 /// Which way a ratio must go.
@@ -128,6 +136,59 @@ pub struct Outcome {
     pub details: Vec<String>,
 }
 
+impl Outcome {
+    /// One outcome for several runs of a benchmark: each ratio is the run's with the median value
+    /// of that ratio; the details are the runs' ratios, then those of the run with the first
+    /// ratio's median.
+    fn median(mut runs: Vec<Outcome>) -> anyhow::Result<Outcome> {
+        let first = runs.first().context("no run")?;
+        let (bench, count) = (first.bench, first.ratios.len());
+        if runs.len() == 1 {
+            return Ok(runs.remove(0));
+        }
+        let mut ratios = Vec::with_capacity(count);
+        let mut details = Vec::new();
+        let mut representative = 0;
+        for index in 0..count {
+            let mut order: Vec<usize> = (0..runs.len()).collect();
+            order.sort_by(|&a, &b| {
+                let value = |run: usize| runs[run].ratios.get(index).map_or(f64::NAN, Ratio::value);
+                value(a).total_cmp(&value(b))
+            });
+            let median = order[order.len() / 2];
+            let each: Vec<String> = runs
+                .iter()
+                .filter_map(|run| run.ratios.get(index))
+                .map(|ratio| format!("{:.3}×", ratio.value()))
+                .collect();
+            let ratio = runs[median]
+                .ratios
+                .get(index)
+                .context("a run lacks a ratio")?;
+            details.push(format!(
+                "{}: the median of {} runs ({})",
+                ratio.what,
+                runs.len(),
+                each.join(", ")
+            ));
+            ratios.push(ratio.clone());
+            if index == 0 {
+                representative = median;
+            }
+        }
+        details.push(format!(
+            "the run with the median of the first ratio, run {}:",
+            representative + 1
+        ));
+        details.append(&mut runs[representative].details);
+        Ok(Outcome {
+            bench,
+            ratios,
+            details,
+        })
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "[{:?}]", self.bench)?;
@@ -154,17 +215,26 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("locating this binary")?,
     };
+    let rounds = args.rounds.max(1);
     let mut outcomes = Vec::new();
     for bench in chosen {
-        let outcome = match bench {
-            Bench::Ingest => ingest::run(config, scale).await,
-            Bench::Stage => stage::run(config, scale).await,
-            Bench::E2e => e2e::run(config, scale).await,
-            Bench::Sender => sender::run(config, scale).await,
-            Bench::Clickhouse => clickhouse::run(config, scale).await,
-            Bench::Memory => memory::run(config, scale, &exe).await,
+        let mut runs = Vec::with_capacity(rounds);
+        for round in 1..=rounds {
+            let outcome = match bench {
+                Bench::Ingest => ingest::run(config, scale).await,
+                Bench::Stage => stage::run(config, scale).await,
+                Bench::E2e => e2e::run(config, scale).await,
+                Bench::Sender => sender::run(config, scale).await,
+                Bench::Clickhouse => clickhouse::run(config, scale).await,
+                Bench::Memory => memory::run(config, scale, &exe).await,
+            }
+            .with_context(|| format!("benchmark {bench:?}, run {round}"))?;
+            if rounds > 1 {
+                println!("run {round} of {rounds}: {outcome}");
+            }
+            runs.push(outcome);
         }
-        .with_context(|| format!("benchmark {bench:?}"))?;
+        let outcome = Outcome::median(runs)?;
         println!("{outcome}");
         outcomes.push(outcome);
     }
@@ -258,6 +328,47 @@ mod tests {
         assert!(!smaller.met());
         assert_eq!(human(1_234_567.0), "1 234 567");
         assert_eq!(human(0.5), "0.50");
+    }
+
+    #[test]
+    fn several_runs_report_each_ratios_median() {
+        let run = |first: f64, second: f64, note: &str| Outcome {
+            bench: Bench::Stage,
+            ratios: vec![
+                Ratio {
+                    what: "a".into(),
+                    ours: first,
+                    baseline: 1.0,
+                    unit: "/s",
+                    target: Target::AtLeast(0.5),
+                },
+                Ratio {
+                    what: "b".into(),
+                    ours: second,
+                    baseline: 1.0,
+                    unit: "/s",
+                    target: Target::AtLeast(0.5),
+                },
+            ],
+            details: vec![note.into()],
+        };
+        let merged = Outcome::median(vec![
+            run(0.2, 0.9, "first"),
+            run(0.6, 0.1, "second"),
+            run(0.4, 0.5, "third"),
+        ])
+        .expect("merged");
+        let values: Vec<f64> = merged.ratios.iter().map(Ratio::value).collect();
+        assert_eq!(values, [0.4, 0.5], "each ratio's own median");
+        assert_eq!(merged.details.last().map(String::as_str), Some("third"));
+        assert!(
+            merged.details[0].contains("0.200×, 0.600×, 0.400×"),
+            "{:?}",
+            merged.details
+        );
+
+        let single = Outcome::median(vec![run(0.2, 0.9, "only")]).expect("one run");
+        assert_eq!(single.details, ["only"], "one run is reported as it is");
     }
 
     #[test]

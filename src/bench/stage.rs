@@ -7,10 +7,6 @@
 //! process's (user + system) from each one's first record to its last, so the broker's and Redis'
 //! work is not counted for either, nor is starting up (the stage's node connects to Redis and
 //! loads tenants; the copy only creates a consumer).
-//!
-//! A pass is short (the copy uses about a tenth of a CPU-second), so the host's other work moves
-//! it: the pair is measured three times, each on fresh topics and Redis keys, and the pair with
-//! the median ratio is reported (once at a smoke run's scale).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -50,12 +46,9 @@ impl Pass {
 
 pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     let n = scaled(20_000.0, scale, 200);
-    // A copy pass takes a tenth of a second of CPU, so one pass moves with whatever else the host
-    // does then: each side is measured three times, in pairs, and the median pair reported.
-    let rounds = if scale >= 0.5 { 3 } else { 1 };
     let mut ratios = Vec::new();
     let mut details = vec![format!(
-        "{n} customer texts per pass, from 2 000 conversations; the median of {rounds} pairs of passes"
+        "{n} customer texts per pass, from 2 000 conversations"
     )];
     for (role, name, input, output) in [
         (Role::Dedupe, "dedupe", WA_INBOUND, WA_INBOUND_UNIQUE),
@@ -66,29 +59,22 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
             DELIVERY_GENESYS,
         ),
     ] {
-        let mut pairs = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
-            let (ours, copy) = measure(base, role, name, input, output, n).await?;
-            let ratio = Ratio {
-                what: format!("{name} vs consume→produce copy"),
-                ours: ours.per_cpu_second(),
-                baseline: copy.per_cpu_second(),
-                unit: "events per CPU-second",
-                target: Target::AtLeast(0.5),
-            };
-            details.push(format!(
-                "{name}: input records of {} bytes; {:.2} CPU-s, {:.0} events/s wall; copy: {:.2} CPU-s, {:.0} events/s wall; {:.3}×",
-                ours.record_bytes,
-                ours.cpu,
-                ours.per_second(),
-                copy.cpu,
-                copy.per_second(),
-                ratio.value()
-            ));
-            pairs.push(ratio);
-        }
-        pairs.sort_by(|a, b| a.value().total_cmp(&b.value()));
-        ratios.push(pairs.swap_remove(pairs.len() / 2));
+        let (ours, copy) = measure(base, role, name, input, output, n).await?;
+        ratios.push(Ratio {
+            what: format!("{name} vs consume→produce copy"),
+            ours: ours.per_cpu_second(),
+            baseline: copy.per_cpu_second(),
+            unit: "events per CPU-second",
+            target: Target::AtLeast(0.5),
+        });
+        details.push(format!(
+            "{name}: input records of {} bytes; {:.2} CPU-s, {:.0} events/s wall; copy: {:.2} CPU-s, {:.0} events/s wall",
+            ours.record_bytes,
+            ours.cpu,
+            ours.per_second(),
+            copy.cpu,
+            copy.per_second()
+        ));
     }
     Ok(Outcome {
         bench: Bench::Stage,
