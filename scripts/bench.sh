@@ -7,8 +7,9 @@
 #   scripts/bench.sh --scale 0.2          a lighter run
 #   scripts/bench.sh --rounds 1           one run of each (default 3, the median reported)
 #
-# tansu keeps every record in memory and slows down as it fills, so each benchmark starts on a
-# freshly started broker (and fresh Redis and ClickHouse); the services are stopped at the end.
+# tansu keeps every record in memory and slows down as it fills, so every run of each benchmark
+# starts on a freshly started broker (and fresh Redis and ClickHouse); the services are stopped at
+# the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wabaflow-target}
@@ -27,8 +28,5 @@ done
 cargo build --release --bin wabaflow
 trap 'scripts/services.sh down >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
-for bench in "${benches[@]}"; do
-  scripts/services.sh down >/dev/null 2>&1 || true
-  scripts/services.sh up >/dev/null
-  "$CARGO_TARGET_DIR/release/wabaflow" bench "$bench" "${options[@]}"
-done
+"$CARGO_TARGET_DIR/release/wabaflow" bench "${benches[@]}" "${options[@]}" \
+  --before-each 'scripts/services.sh down >/dev/null 2>&1 || true; scripts/services.sh up >/dev/null' 

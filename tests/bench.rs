@@ -16,6 +16,7 @@ async fn every_benchmark_runs_at_a_tiny_scale_and_reports_a_ratio() {
         scale: 0.01,
         exe: Some(env!("CARGO_BIN_EXE_wabaflow").into()),
         rounds: 1,
+        before_each: None,
     };
     let outcomes = wabaflow::bench::run(&args, &config)
         .await

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Runs of each benchmark; each ratio reported is the median run's.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// A shell command run before every run of every benchmark (`scripts/bench.sh` restarts the
+    /// services with it: tansu slows down as it fills, so runs sharing one broker are not alike).
+    #[arg(long)]
+    pub before_each: Option<String>,
 }
 
 /// Which way a ratio must go.
@@ -138,7 +142,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// One outcome for several runs of a benchmark: each ratio is the run's with the median value
-    /// of that ratio; the details are the runs' ratios, then those of the run with the first
+    /// of that ratio (of an even number of runs, the upper of the middle two); the details are the runs' ratios, then those of the run with the first
     /// ratio's median.
     fn median(mut runs: Vec<Outcome>) -> anyhow::Result<Outcome> {
         let first = runs.first().context("no run")?;
@@ -220,6 +224,9 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
     for bench in chosen {
         let mut runs = Vec::with_capacity(rounds);
         for round in 1..=rounds {
+            if let Some(command) = &args.before_each {
+                before(command).await?;
+            }
             let outcome = match bench {
                 Bench::Ingest => ingest::run(config, scale).await,
                 Bench::Stage => stage::run(config, scale).await,
@@ -239,6 +246,18 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Runs `command` with `sh -c`; fails unless it exits 0.
+async fn before(command: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .await
+        .with_context(|| format!("running `{command}`"))?;
+    anyhow::ensure!(status.success(), "`{command}` failed: {status}");
+    Ok(())
 }
 
 /// `n` scaled, never below `floor`.
