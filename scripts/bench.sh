@@ -29,4 +29,4 @@ cargo build --release --bin wabaflow
 trap 'scripts/services.sh down >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
 "$CARGO_TARGET_DIR/release/wabaflow" bench "${benches[@]}" "${options[@]}" \
-  --before-each 'scripts/services.sh down >/dev/null 2>&1 || true; scripts/services.sh up >/dev/null' 
+  --before-each 'scripts/services.sh down >/dev/null 2>&1 || true; scripts/services.sh up >/dev/null'

@@ -17,8 +17,8 @@
 //!
 //! This machine's host is shared, and one run of a benchmark can move by half from the next one
 //! (a pass of the stage benchmark's copy takes a tenth of a CPU-second), so each benchmark runs
-//! `--rounds` times (3 by default) and reports, for each ratio, the round with the median value,
-//! after printing every round.
+//! `--rounds` times (3 by default; `scripts/bench.sh` restarts the services before each run) and
+//! reports, for each ratio, the run with the median value, after printing every run.
 
 mod clickhouse;
 mod e2e;
@@ -142,8 +142,8 @@ pub struct Outcome {
 
 impl Outcome {
     /// One outcome for several runs of a benchmark: each ratio is the run's with the median value
-    /// of that ratio (of an even number of runs, the upper of the middle two); the details are the runs' ratios, then those of the run with the first
-    /// ratio's median.
+    /// of that ratio (of an even number of runs, the upper of the middle two); the details are
+    /// every run's ratios, then the details of the run with the first ratio's median.
     fn median(mut runs: Vec<Outcome>) -> anyhow::Result<Outcome> {
         let first = runs.first().context("no run")?;
         let (bench, count) = (first.bench, first.ratios.len());
