@@ -7,7 +7,7 @@
 //! the rest of its group's results until there is room, as the queue holds back everything else.
 
 use std::pin::Pin;
-use std::task::{Context as Waker, Poll, ready};
+use std::task::{Context as TaskContext, Poll, ready};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -106,7 +106,7 @@ impl<S: Stage> Unpin for Group<'_, S> {}
 impl<S: Stage> Stream for Group<'_, S> {
     type Item = Result<Progress<S::Receipt>, RunnerError>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Waker<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
             if let Some(waiting) = &mut this.waiting {
