@@ -513,7 +513,12 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
         WA_INBOUND_UNIQUE.partitions,
     );
     let mut received = Vec::new();
-    for chunk in records.chunks(1_000) {
+    // The first half goes in before the kill, the rest after it: the restarted process then has
+    // work of its own on every partition (the sentinels), however fast the first one was. With
+    // everything sent up front, the first could finish it all before the kill, and the test then
+    // stopped a restarted process that had not even joined the group yet.
+    let (before_kill, after_kill) = records.split_at(TOTAL / 2);
+    for chunk in before_kill.chunks(1_000) {
         producer.send_all(chunk).await.expect("input acked");
     }
     // Kill once a quarter of the distinct events is downstream.
@@ -529,6 +534,9 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
     child.wait().await.expect("reaped");
     let killed_at = received.len();
     let mut child = spawn(2);
+    for chunk in after_kill.chunks(1_000) {
+        producer.send_all(chunk).await.expect("input acked");
+    }
 
     let wamid = |r: &Received| -> String {
         match Envelope::from_json(&r.payload).expect("envelope").event {
