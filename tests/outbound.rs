@@ -509,7 +509,7 @@ async fn thirty_replies_to_one_customer_are_paced_under_the_pair_limit() {
 async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothing() {
     use std::process::Stdio;
 
-    use wabaflow_pipeline::{Producer, Record};
+    use wabaflow_pipeline::Record;
     use wabaflow_schemas::topics::{WA_SEND, WA_SEND_RESULTS};
     use wabaflow_schemas::whatsapp::{SendBody, SendRequest, TextBody};
     use wabaflow_schemas::{ConversationKey, Envelope, Event, SendOutcome, Source};
@@ -573,7 +573,6 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
             .expect("wabaflow starts")
     };
 
-    let producer = Producer::new(&config.kafka).expect("producer");
     let topic = WA_SEND.qualified(&prefix);
     let mut records = Vec::new();
     for i in 0..TOTAL {
@@ -613,15 +612,8 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
             envelope.to_json(),
         ));
     }
-    // One produce request per record, so each is a batch of its own. tansu 0.6 serves a fetch
-    // only from a batch's first offset: a consumer restarting at a committed offset inside a
-    // larger batch would never receive that partition again (Kafka returns the whole batch).
-    for record in &records {
-        producer
-            .send_all(std::slice::from_ref(record))
-            .await
-            .expect("send produced");
-    }
+    // Each record a batch of its own: the sink is killed and restarted (see `send_unbatched`).
+    support::send_unbatched(&config.kafka, &records).await;
 
     let mut child = spawn(1);
     let sent = meta

@@ -467,7 +467,6 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
 
     // Records go round-robin over the conversations; every fifth round is Meta re-sending each
     // conversation's previous message.
-    let producer = Producer::new(&config.kafka).expect("producer");
     let input = WA_INBOUND.qualified(&prefix);
     let mut next_seq = vec![0usize; CONVERSATIONS];
     let mut records = Vec::with_capacity(TOTAL);
@@ -517,10 +516,9 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
     // work of its own on every partition (the sentinels), however fast the first one was. With
     // everything sent up front, the first could finish it all before the kill, and the test then
     // stopped a restarted process that had not even joined the group yet.
+    // Each record is a batch of its own: see `send_unbatched`.
     let (before_kill, after_kill) = records.split_at(TOTAL / 2);
-    for chunk in before_kill.chunks(1_000) {
-        producer.send_all(chunk).await.expect("input acked");
-    }
+    send_unbatched(&config.kafka, before_kill).await;
     // Kill once a quarter of the distinct events is downstream.
     while received.len() < distinct / 4 {
         received.push(
@@ -534,9 +532,7 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
     child.wait().await.expect("reaped");
     let killed_at = received.len();
     let mut child = spawn(2);
-    for chunk in after_kill.chunks(1_000) {
-        producer.send_all(chunk).await.expect("input acked");
-    }
+    send_unbatched(&config.kafka, after_kill).await;
 
     let wamid = |r: &Received| -> String {
         match Envelope::from_json(&r.payload).expect("envelope").event {

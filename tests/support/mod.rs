@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use wabaflow_pipeline::Config;
-use wabaflow_pipeline::config::{Secret, StoreBackend};
+use wabaflow_pipeline::config::{KafkaConfig, Secret, StoreBackend};
+use wabaflow_pipeline::kafka::producer_config;
+use wabaflow_pipeline::{Config, Record};
 
 pub const APP_SECRET: &str = "integration-app-secret";
 
@@ -53,6 +55,46 @@ pub async fn create_topics(config: &Config) {
                 config.kafka.brokers
             )
         });
+}
+
+/// Writes `records` in order, each as a producer batch of its own, and waits for every ack.
+///
+/// tansu 0.6 serves a fetch only from the first offset of a stored batch (docs/operations.md): a
+/// consumer restarting at a committed offset inside a batch never receives that partition again.
+/// A test that kills a runner and restarts it must write its input this way.
+pub async fn send_unbatched(kafka: &KafkaConfig, records: &[Record]) {
+    let producer: FutureProducer = producer_config(kafka)
+        .set("batch.num.messages", "1")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer");
+    let acks: Vec<_> = records
+        .iter()
+        .map(|record| {
+            let mut headers = OwnedHeaders::new();
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+            let mut message = FutureRecord::to(&record.topic)
+                .payload(&record.payload)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(key);
+            }
+            producer
+                .send_result(message)
+                .map_err(|(err, _)| err)
+                .expect("queued")
+        })
+        .collect();
+    for ack in futures::future::join_all(acks).await {
+        ack.expect("not cancelled")
+            .map_err(|(err, _)| err)
+            .expect("acked");
+    }
 }
 
 #[derive(Debug, Clone)]
