@@ -16,48 +16,45 @@ use redis::Script;
 use crate::pipelining::{Pipeliner, evalsha, unavailable};
 use crate::{Claim, StateStore, StoreError, completed, pending};
 
-/// The claim's step, shared by the scripts that claim: sets `found` to 0 (new, now claimed),
-/// 1 (resumed), 2 (completed) or 3 (taken).
-macro_rules! claim_step {
+/// The claim's step as a Lua function, shared by the scripts that claim: `mine` and `done` are
+/// the claim values `pending()` and `completed()` build for the owner; answers 0 (new, now
+/// claimed), 1 (resumed), 2 (completed) or 3 (taken).
+macro_rules! claim_function {
     () => {
         r"
-local found = 3
-local current = redis.call('GET', KEYS[1])
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-  found = 0
-elseif current == ARGV[1] then found = 1
-elseif current == ARGV[2] then found = 2
+local function claim(key, mine, done, ttl)
+  local current = redis.call('GET', key)
+  if not current then
+    redis.call('SET', key, mine, 'PX', ttl)
+    return 0
+  elseif current == mine then return 1
+  elseif current == done then return 2
+  end
+  return 3
 end
 "
     };
 }
 
-const CLAIM: &str = concat!(claim_step!(), "return found");
-
-/// The claim step for every key of KEYS in turn; ARGV[1] is the expiry in ms, ARGV[1 + i] the
-/// owner of KEYS[i] (its claim values built as `pending()` and `completed()` build them).
-/// Answers `found` per key. All keys in one script: for one Redis node, not a cluster.
-const CLAIM_ALL: &str = r"
+/// The claim of every key of KEYS in turn: ARGV[1] is the expiry in ms, ARGV[2i] and
+/// ARGV[2i + 1] the claim values for KEYS[i]. Answers each key's `found`. All keys in one script:
+/// for one Redis node, not a cluster.
+const CLAIM_ALL: &str = concat!(
+    claim_function!(),
+    r"
 local found = {}
 for i, key in ipairs(KEYS) do
-  local mine, done = 'pending:' .. ARGV[1 + i], 'done:' .. ARGV[1 + i]
-  local current = redis.call('GET', key)
-  if not current then
-    redis.call('SET', key, mine, 'PX', ARGV[1])
-    found[i] = 0
-  elseif current == mine then found[i] = 1
-  elseif current == done then found[i] = 2
-  else found[i] = 3
-  end
+  found[i] = claim(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1])
 end
 return found
-";
+"
+);
 
 /// A claim and, when it proceeds, the record of KEYS[2].
 const CLAIM_WITH_FIELDS: &str = concat!(
-    claim_step!(),
+    claim_function!(),
     r"
+local found = claim(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 if found > 1 then return {found, {}} end
 return {found, redis.call('HGETALL', KEYS[2])}
 "
@@ -77,18 +74,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 ";
 
-const COMPLETE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-end
-return 0
-";
-
-/// COMPLETE for every key of KEYS, ARGV[i] being the owner of KEYS[i].
+/// The completion of every key of KEYS: ARGV[2i - 1] and ARGV[2i] are the claim values for
+/// KEYS[i]; a claim held by another owner is left alone.
 const COMPLETE_ALL: &str = r"
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == 'pending:' .. ARGV[i] then
-    redis.call('SET', key, 'done:' .. ARGV[i], 'KEEPTTL')
+  if redis.call('GET', key) == ARGV[2 * i - 1] then
+    redis.call('SET', key, ARGV[2 * i], 'KEEPTTL')
   end
 end
 return 0
@@ -104,10 +95,8 @@ pub struct RedisStore {
 /// The Lua scripts, by purpose: commands call them by hash (`EVALSHA`), and the pipeline loads
 /// them all again when Redis has forgotten them.
 struct Scripts {
-    claim: Script,
     claim_all: Script,
     claim_with_fields: Script,
-    complete: Script,
     complete_all: Script,
     add_once: Script,
     set_fields_expiring: Script,
@@ -116,10 +105,8 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            claim: Script::new(CLAIM),
             claim_all: Script::new(CLAIM_ALL),
             claim_with_fields: Script::new(CLAIM_WITH_FIELDS),
-            complete: Script::new(COMPLETE),
             complete_all: Script::new(COMPLETE_ALL),
             add_once: Script::new(ADD_ONCE),
             set_fields_expiring: Script::new(SET_FIELDS_EXPIRING),
@@ -128,10 +115,8 @@ impl Scripts {
 
     fn all(&self) -> Vec<Script> {
         [
-            &self.claim,
             &self.claim_all,
             &self.claim_with_fields,
-            &self.complete,
             &self.complete_all,
             &self.add_once,
             &self.set_fields_expiring,
@@ -182,12 +167,13 @@ fn claim_of(found: i64) -> Claim {
 #[async_trait]
 impl StateStore for RedisStore {
     async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<Claim, StoreError> {
-        let mut command = evalsha(&self.scripts.claim, &[&self.key(key)]);
-        command
-            .arg(pending(owner))
-            .arg(completed(owner))
-            .arg(ttl_ms(ttl));
-        Ok(claim_of(self.pipeliner.query(command).await?))
+        let found = self
+            .claim_all(&[(key.to_owned(), owner.to_owned())], ttl)
+            .await?;
+        found
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::Unavailable("a claim went unanswered".into()))
     }
 
     async fn claim_with_fields(
@@ -210,9 +196,8 @@ impl StateStore for RedisStore {
     }
 
     async fn complete(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        let mut command = evalsha(&self.scripts.complete, &[&self.key(key)]);
-        command.arg(pending(owner)).arg(completed(owner));
-        self.pipeliner.query::<i64>(command).await.map(drop)
+        self.complete_all(&[(key.to_owned(), owner.to_owned())])
+            .await
     }
 
     async fn claim_all(
@@ -227,7 +212,7 @@ impl StateStore for RedisStore {
         let mut command = evalsha(&self.scripts.claim_all, &keys);
         command.arg(ttl_ms(ttl));
         for (_, owner) in claims {
-            command.arg(owner);
+            command.arg(pending(owner)).arg(completed(owner));
         }
         let found: Vec<i64> = self.pipeliner.query(command).await?;
         if found.len() != claims.len() {
@@ -247,7 +232,7 @@ impl StateStore for RedisStore {
         let keys: Vec<String> = claims.iter().map(|(key, _)| self.key(key)).collect();
         let mut command = evalsha(&self.scripts.complete_all, &keys);
         for (_, owner) in claims {
-            command.arg(owner);
+            command.arg(pending(owner)).arg(completed(owner));
         }
         self.pipeliner.query::<i64>(command).await.map(drop)
     }
