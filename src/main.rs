@@ -15,6 +15,18 @@ use wabaflow::{demo, sim};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its regions, and
+/// every first touch of one then zeroes 2 MiB: each role's peak RSS was 12–18 MiB (a third) higher
+/// with them, and zeroing pages for the Redis client's pipeline buffers was 7 % of dedupe's CPU
+/// (docs/benchmarks.md). A process-wide flag, so it also holds where the host's THP mode is
+/// `always`.
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %err, "transparent huge pages stay on");
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "wabaflow",
@@ -123,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             "info"
         },
     );
+    without_huge_pages();
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Sim { which } => sim::run(which).await,
