@@ -87,9 +87,9 @@ type Handled<R> = Result<Option<InFlight<R>>, RunnerError>;
 
 /// Where working on a group of records read together has got to.
 enum Progress<R> {
-    /// This key's record is finished with (outputs enqueued, dead-lettered or discarded): the
+    /// These keys' records are finished with (outputs enqueued, dead-lettered or discarded): each
     /// key's next record may start.
-    Done(LaneKey),
+    Done(Vec<LaneKey>),
     /// This record met an unavailable service: it is retried on its own, with backoff, holding
     /// back only its conversation.
     Retry(LaneKey, RawRecord, StageError),
@@ -226,16 +226,20 @@ impl<S: Stage> StageRunner<S> {
             }
         };
 
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let room = offsets.open() < max_in_flight;
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                () = &mut cancelled => break,
                 Some(settled) = settling.next() => store(&mut offsets, settled?),
                 Some(progress) = groups.next() => match progress? {
-                    Progress::Done(key) => {
-                        if let Some(next) = keys.finish(&key) {
-                            ready.push((key, next));
+                    Progress::Done(finished) => {
+                        for key in finished {
+                            if let Some(next) = keys.finish(&key) {
+                                ready.push((key, next));
+                            }
                         }
                     }
                     Progress::Retry(key, record, err) => {
