@@ -32,6 +32,7 @@ mod group;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, SelectAll, StreamExt};
 use prometheus::IntCounter;
@@ -228,6 +229,8 @@ impl<S: Stage> StageRunner<S> {
 
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        // One stream for the pump's life: each `recv` would register and drop a waker of its own.
+        let mut messages = consumer.stream();
         loop {
             let room = offsets.open() < max_in_flight;
             tokio::select! {
@@ -256,22 +259,29 @@ impl<S: Stage> StageRunner<S> {
                 }
                 // Not polling while the window is full is the backpressure: librdkafka's prefetch
                 // queue (bounded by `queued.max.messages.kbytes`) fills and it stops fetching.
-                message = consumer.recv(), if room => {
-                    let record = match message {
-                        Ok(message) => RawRecord::read(&message, topic),
-                        Err(err) => {
-                            // librdkafka reports broker trouble here and recovers by itself.
-                            warn!(stage = name, error = %err, "consumer error");
-                            continue;
+                Some(message) = messages.next(), if room => {
+                    let mut message = Some(message);
+                    // What librdkafka already holds is taken too, up to the window, before the
+                    // pump goes round again.
+                    while let Some(read) = message.take() {
+                        let record = match read {
+                            Ok(read) => RawRecord::read(&read, topic),
+                            Err(err) => {
+                                // librdkafka reports broker trouble here and recovers by itself.
+                                warn!(stage = name, error = %err, "consumer error");
+                                break;
+                            }
+                        };
+                        offsets.start(&record.origin);
+                        let key = LaneKey::of(&record);
+                        if let Some(record) = keys.admit(key.clone(), record) {
+                            ready.push((key, record));
                         }
-                    };
-                    offsets.start(&record.origin);
-                    if offsets.open() == max_in_flight {
-                        metrics().stage_backpressure_waits.with_label_values(&[name]).inc();
-                    }
-                    let key = LaneKey::of(&record);
-                    if let Some(record) = keys.admit(key.clone(), record) {
-                        ready.push((key, record));
+                        if offsets.open() == max_in_flight {
+                            metrics().stage_backpressure_waits.with_label_values(&[name]).inc();
+                            break;
+                        }
+                        message = messages.next().now_or_never().flatten();
                     }
                 }
                 // Nothing more can be read at once: what was read starts, as one group.
