@@ -515,8 +515,8 @@ async fn dedupe_killed_mid_stream_loses_nothing_and_passes_no_duplicate() {
     // The first half goes in before the kill, the rest after it: the restarted process then has
     // work of its own on every partition (the sentinels), however fast the first one was. With
     // everything sent up front, the first could finish it all before the kill, and the test then
-    // stopped a restarted process that had not even joined the group yet.
-    // Each record is a batch of its own: see `send_unbatched`.
+    // stopped a restarted process that had not even joined the group yet. Each record is a batch
+    // of its own: see `send_unbatched`.
     let (before_kill, after_kill) = records.split_at(TOTAL / 2);
     send_unbatched(&config.kafka, before_kill).await;
     // Kill once a quarter of the distinct events is downstream.

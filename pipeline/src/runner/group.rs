@@ -3,8 +3,9 @@
 //! Each result is acted on at once: a finished record's outputs are enqueued there and then (its
 //! key is then free for its next record; the keys freed by the results that came together are
 //! reported together), a record that met an unavailable service leaves the group to be retried
-//! alone, and once every record has its result the finished ones settle together. Only a record whose outputs find the producer's queue full waits — and holds back
-//! the rest of its group's results until there is room, as the queue holds back everything else.
+//! alone, and once every record has its result the finished ones settle together. Only a record
+//! whose outputs find the producer's queue full waits — and holds back the rest of its group's
+//! results until there is room, as the queue holds back everything else.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
