@@ -67,4 +67,45 @@ impl RawRecord {
             .as_deref()
             .map(|key| String::from_utf8_lossy(key).into_owned())
     }
+
+    /// The record's key as text, moved out of the record (a forwarded record's output takes it).
+    pub fn take_key_text(&mut self) -> Option<String> {
+        self.key.take().map(|key| {
+            String::from_utf8(key)
+                .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(key: &[u8]) -> RawRecord {
+        RawRecord {
+            origin: Origin {
+                topic: Arc::from("t"),
+                partition: 0,
+                offset: 7,
+            },
+            key: Some(key.to_vec()),
+            payload: b"{}".to_vec(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_taken_key_leaves_the_record_and_reads_as_the_copy_would() {
+        for key in [&b"110:447700900123"[..], b"bad \xff byte"] {
+            let mut record = keyed(key);
+            let copied = record.key_text();
+            assert_eq!(record.take_key_text(), copied);
+            assert_eq!(record.key, None);
+            assert_eq!(record.take_key_text(), None);
+        }
+        assert_eq!(
+            keyed(b"bad \xff byte").take_key_text().as_deref(),
+            Some("bad \u{fffd} byte")
+        );
+    }
 }

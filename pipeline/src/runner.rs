@@ -357,7 +357,7 @@ impl<S: Stage> StageRunner<S> {
             }
             Ok(Outcome::Forward(receipt)) => {
                 let payload = std::mem::take(&mut record.payload);
-                let records = std::iter::once((record.key_text(), payload));
+                let records = std::iter::once((record.take_key_text(), payload));
                 self.outputs(records, receipt, &record.origin)?
             }
             Ok(Outcome::Discard(reason)) => {

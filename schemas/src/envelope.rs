@@ -15,6 +15,7 @@ use crate::billing::UsageRecord;
 use crate::genesys::{InboundMessage, OutboundMessage, Receipt};
 use crate::identity::Identity;
 use crate::meta::{Contact, Message, MetaError, Status};
+use crate::rfc3339;
 use crate::tag_first::tag_first;
 use crate::whatsapp::SendRequest;
 
@@ -87,9 +88,14 @@ pub struct Envelope {
     pub source: Source,
     pub schema_version: u16,
     /// When the event happened according to its source (Meta's `timestamp`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "rfc3339::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub occurred_at: Option<DateTime<Utc>>,
     /// When wabaflow's edge received the request.
+    #[serde(deserialize_with = "rfc3339::time")]
     pub received_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawRef>,
@@ -192,7 +198,11 @@ pub struct Reply {
     /// The customer: wa_id (or BSUID).
     pub user: String,
     pub window_open: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "rfc3339::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_inbound_at: Option<DateTime<Utc>>,
 }
 
@@ -219,6 +229,7 @@ pub struct StoredMedia {
     pub key: String,
     /// Presigned GET URL, valid until `url_expires_at`.
     pub url: String,
+    #[serde(deserialize_with = "rfc3339::time")]
     pub url_expires_at: DateTime<Utc>,
     pub mime_type: String,
     /// Lowercase hex SHA-256 of the stored bytes.

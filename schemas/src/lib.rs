@@ -11,6 +11,7 @@ pub mod flex;
 pub mod genesys;
 pub mod identity;
 pub mod meta;
+pub mod rfc3339;
 pub mod secret;
 mod tag_first;
 pub mod tenant;
