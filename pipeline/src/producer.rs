@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::try_join_all;
-use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::{ClientConfig, ClientContext};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -139,9 +139,14 @@ impl Pending {
 
 impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+        Self::with_config(&producer_config(kafka))
+    }
+
+    /// A producer with librdkafka settings of the caller's own (start from [`producer_config`]).
+    pub fn with_config(config: &ClientConfig) -> Result<Self, KafkaError> {
         let (assigned, watching) = watch::channel(false);
         Ok(Self {
-            inner: producer_config(kafka).create_with_context(IdempotenceWatch { assigned })?,
+            inner: config.create_with_context(IdempotenceWatch { assigned })?,
             assigned: watching,
         })
     }

@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use wabaflow_pipeline::config::{KafkaConfig, Secret, StoreBackend};
 use wabaflow_pipeline::kafka::producer_config;
-use wabaflow_pipeline::{Config, Record};
+use wabaflow_pipeline::{Config, Producer, Record};
 
 pub const APP_SECRET: &str = "integration-app-secret";
 
@@ -63,38 +62,15 @@ pub async fn create_topics(config: &Config) {
 /// consumer restarting at a committed offset inside a batch never receives that partition again.
 /// A test that kills a runner and restarts it must write its input this way.
 pub async fn send_unbatched(kafka: &KafkaConfig, records: &[Record]) {
-    let producer: FutureProducer = producer_config(kafka)
+    let mut config = producer_config(kafka);
+    config
         .set("batch.num.messages", "1")
-        .set("message.timeout.ms", "120000")
-        .create()
-        .expect("producer");
-    let acks: Vec<_> = records
-        .iter()
-        .map(|record| {
-            let mut headers = OwnedHeaders::new();
-            for (name, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(value),
-                });
-            }
-            let mut message = FutureRecord::to(&record.topic)
-                .payload(&record.payload)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                message = message.key(key);
-            }
-            producer
-                .send_result(message)
-                .map_err(|(err, _)| err)
-                .expect("queued")
-        })
-        .collect();
-    for ack in futures::future::join_all(acks).await {
-        ack.expect("not cancelled")
-            .map_err(|(err, _)| err)
-            .expect("acked");
-    }
+        .set("message.timeout.ms", "120000");
+    Producer::with_config(&config)
+        .expect("producer")
+        .send_all(records)
+        .await
+        .expect("acked");
 }
 
 #[derive(Debug, Clone)]
