@@ -137,12 +137,18 @@ async fn measure(
 }
 
 /// The baseline: read `input`, write each record's key and bytes to `output`, store the offset
-/// once the broker acked the copy — a stage that does nothing.
+/// once the broker acked the copy — a stage that does nothing. Like a runner, it starts reading once
+/// its producer can be acked.
 async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Result<Pass> {
     let group = format!("{}bench-copy", config.kafka.topic_prefix);
     let consumer: StreamConsumer = consumer_config(&config.kafka, &group, "copy").create()?;
     consumer.subscribe(&[input])?;
     let producer = Producer::new(&config.kafka)?;
+    // As a runner does: records produced before the broker assigned the idempotent producer its
+    // id wait for it (about 0.5 s), which made every other copy idle through most of its run.
+    tokio::time::timeout(Duration::from_secs(30), producer.ready())
+        .await
+        .context("the copy's producer got no id")?;
     let mut cpu_before = None;
     let mut first = None;
     let mut pending = VecDeque::new();
