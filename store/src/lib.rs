@@ -148,13 +148,26 @@ pub trait StateStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// Encoded claim values, shared by the implementations so that they agree byte for byte.
+/// The prefixes of the encoded claim values, shared by the implementations (and the Redis
+/// scripts, which build the values themselves) so that they agree byte for byte.
+macro_rules! pending_prefix {
+    () => {
+        "pending:"
+    };
+}
+macro_rules! completed_prefix {
+    () => {
+        "done:"
+    };
+}
+pub(crate) use {completed_prefix, pending_prefix};
+
 fn pending(owner: &str) -> String {
-    format!("pending:{owner}")
+    [pending_prefix!(), owner].concat()
 }
 
 fn completed(owner: &str) -> String {
-    format!("done:{owner}")
+    [completed_prefix!(), owner].concat()
 }
 
 fn classify(current: Option<&str>, owner: &str) -> Claim {

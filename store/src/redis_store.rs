@@ -14,47 +14,54 @@ use async_trait::async_trait;
 use redis::Script;
 
 use crate::pipelining::{Pipeliner, evalsha, unavailable};
-use crate::{Claim, StateStore, StoreError, completed, pending};
+use crate::{Claim, StateStore, StoreError, completed_prefix, pending_prefix};
 
-/// The claim's step as a Lua function, shared by the scripts that claim: `mine` and `done` are
-/// the claim values `pending()` and `completed()` build for the owner; answers 0 (new, now
-/// claimed), 1 (resumed), 2 (completed) or 3 (taken).
+/// The claim's step as a Lua function, shared by the scripts that claim: the owner's claim
+/// values are built here, as `pending()` and `completed()` build them, so each owner crosses the
+/// wire once; answers 0 (new, now claimed), 1 (resumed), 2 (completed) or 3 (taken).
 macro_rules! claim_function {
     () => {
-        r"
-local function claim(key, mine, done, ttl)
+        concat!(
+            "
+local function claim(key, owner, ttl)
+  local mine = '",
+            pending_prefix!(),
+            "' .. owner
   local current = redis.call('GET', key)
   if not current then
     redis.call('SET', key, mine, 'PX', ttl)
     return 0
   elseif current == mine then return 1
-  elseif current == done then return 2
+  elseif current == '",
+            completed_prefix!(),
+            "' .. owner then return 2
   end
   return 3
 end
 "
+        )
     };
 }
 
-/// The claim of every key of KEYS in turn: ARGV[1] is the expiry in ms, ARGV[2i] and
-/// ARGV[2i + 1] the claim values for KEYS[i]. Answers each key's `found`. All keys in one script:
-/// for one Redis node, not a cluster.
+/// The claim of every key of KEYS in turn: ARGV[1] is the expiry in ms, ARGV[i + 1] the owner
+/// claiming KEYS[i]. Answers each key's `found`. All keys in one script: for one Redis node, not
+/// a cluster.
 const CLAIM_ALL: &str = concat!(
     claim_function!(),
     r"
 local found = {}
 for i, key in ipairs(KEYS) do
-  found[i] = claim(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1])
+  found[i] = claim(key, ARGV[i + 1], ARGV[1])
 end
 return found
 "
 );
 
-/// A claim and, when it proceeds, the record of KEYS[2].
+/// A claim by ARGV[1] with expiry ARGV[2] and, when it proceeds, the record of KEYS[2].
 const CLAIM_WITH_FIELDS: &str = concat!(
     claim_function!(),
     r"
-local found = claim(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local found = claim(KEYS[1], ARGV[1], ARGV[2])
 if found > 1 then return {found, {}} end
 return {found, redis.call('HGETALL', KEYS[2])}
 "
@@ -74,16 +81,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 ";
 
-/// The completion of every key of KEYS: ARGV[2i - 1] and ARGV[2i] are the claim values for
-/// KEYS[i]; a claim held by another owner is left alone.
-const COMPLETE_ALL: &str = r"
+/// The completion of every key of KEYS by its owner ARGV[i]; a claim held by another owner is
+/// left alone.
+const COMPLETE_ALL: &str = concat!(
+    "
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[2 * i - 1] then
-    redis.call('SET', key, ARGV[2 * i], 'KEEPTTL')
+  if redis.call('GET', key) == '",
+    pending_prefix!(),
+    "' .. ARGV[i] then
+    redis.call('SET', key, '",
+    completed_prefix!(),
+    "' .. ARGV[i], 'KEEPTTL')
   end
 end
 return 0
-";
+"
+);
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -150,7 +163,7 @@ impl RedisStore {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        [self.prefix.as_str(), key].concat()
     }
 }
 
@@ -187,10 +200,7 @@ impl StateStore for RedisStore {
             &self.scripts.claim_with_fields,
             &[&self.key(key), &self.key(record)],
         );
-        command
-            .arg(pending(owner))
-            .arg(completed(owner))
-            .arg(ttl_ms(ttl));
+        command.arg(owner).arg(ttl_ms(ttl));
         let (found, fields) = self.pipeliner.query(command).await?;
         Ok((claim_of(found), fields))
     }
@@ -212,7 +222,7 @@ impl StateStore for RedisStore {
         let mut command = evalsha(&self.scripts.claim_all, &keys);
         command.arg(ttl_ms(ttl));
         for (_, owner) in claims {
-            command.arg(pending(owner)).arg(completed(owner));
+            command.arg(owner);
         }
         let found: Vec<i64> = self.pipeliner.query(command).await?;
         if found.len() != claims.len() {
@@ -232,7 +242,7 @@ impl StateStore for RedisStore {
         let keys: Vec<String> = claims.iter().map(|(key, _)| self.key(key)).collect();
         let mut command = evalsha(&self.scripts.complete_all, &keys);
         for (_, owner) in claims {
-            command.arg(pending(owner)).arg(completed(owner));
+            command.arg(owner);
         }
         self.pipeliner.query::<i64>(command).await.map(drop)
     }

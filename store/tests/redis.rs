@@ -120,3 +120,64 @@ async fn scripts_that_redis_forgot_are_loaded_again() {
         .expect("PTTL");
     assert!(pttl > 0 && pttl <= 60_000, "{pttl}");
 }
+
+/// The claim values in Redis are what earlier builds wrote (`pending:{owner}`, then
+/// `done:{owner}`), whichever call made them: a rolling upgrade, or a restart onto a newer build,
+/// resumes and recognises the claims the older one left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_values_are_those_earlier_builds_wrote() {
+    let store = store(&prefix()).await;
+    let ttl = Duration::from_secs(60);
+    let value = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            let raw = store.get(key).await.expect("get").expect("a claim value");
+            String::from_utf8(raw).expect("text")
+        }
+    };
+    let owner = "wa.inbound.v1/3@1207";
+    store.claim("one", owner, ttl).await.expect("claim");
+    let claims = [
+        ("two".to_owned(), owner.to_owned()),
+        ("three".to_owned(), "x/0@1".to_owned()),
+    ];
+    store.claim_all(&claims, ttl).await.expect("claim_all");
+    store
+        .claim_with_fields("four", owner, ttl, "record")
+        .await
+        .expect("claim_with_fields");
+    assert_eq!(value("one").await, format!("pending:{owner}"));
+    assert_eq!(value("two").await, format!("pending:{owner}"));
+    assert_eq!(value("three").await, "pending:x/0@1");
+    assert_eq!(value("four").await, format!("pending:{owner}"));
+
+    store.complete("one", owner).await.expect("complete");
+    store.complete_all(&claims).await.expect("complete_all");
+    store
+        .complete("four", "someone else")
+        .await
+        .expect("complete");
+    assert_eq!(value("one").await, format!("done:{owner}"));
+    assert_eq!(value("two").await, format!("done:{owner}"));
+    assert_eq!(value("three").await, "done:x/0@1");
+    assert_eq!(value("four").await, format!("pending:{owner}"));
+
+    // A claim an older build left is resumed, or recognised as finished, by its owner.
+    store
+        .put("left", format!("pending:{owner}").as_bytes(), Some(ttl))
+        .await
+        .expect("put");
+    store
+        .put("finished", format!("done:{owner}").as_bytes(), Some(ttl))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.claim("left", owner, ttl).await.expect("claim"),
+        Claim::Resumed
+    );
+    let found = store
+        .claim_all(&[("finished".to_owned(), owner.to_owned())], ttl)
+        .await
+        .expect("claim_all");
+    assert_eq!(found, [Claim::Completed]);
+}
