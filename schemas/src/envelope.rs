@@ -91,11 +91,12 @@ pub struct Envelope {
     #[serde(
         default,
         deserialize_with = "rfc3339::optional",
+        serialize_with = "rfc3339::write_optional",
         skip_serializing_if = "Option::is_none"
     )]
     pub occurred_at: Option<DateTime<Utc>>,
     /// When wabaflow's edge received the request.
-    #[serde(deserialize_with = "rfc3339::time")]
+    #[serde(deserialize_with = "rfc3339::time", serialize_with = "rfc3339::write")]
     pub received_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawRef>,

@@ -290,7 +290,7 @@ pub fn failure_reason(code: Option<i64>) -> &'static str {
 }
 
 fn iso_millis<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+    crate::rfc3339::write_as(time, SecondsFormat::Millis, serializer)
 }
 
 fn iso<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
