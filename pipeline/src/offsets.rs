@@ -5,13 +5,15 @@
 //! everything before it counts as done; the position may therefore only move to the end of the
 //! longest run of finished records from the oldest unfinished one.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::stage::Origin;
 
-/// Every started and not yet stored offset of one partition, and whether it finished.
-type Partition = BTreeMap<i64, bool>;
+/// Every started and not yet stored offset of one partition, oldest first, and whether it
+/// finished. A consumer reads a partition in offset order, so a record starting is nearly always
+/// pushed at the back, and the oldest are popped from the front.
+type Partition = VecDeque<(i64, bool)>;
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
@@ -33,8 +35,18 @@ impl OffsetTracker {
             }
         };
         let partition = self.topics[index].1.entry(origin.partition).or_default();
-        if partition.insert(origin.offset, false).is_none() {
-            self.open += 1;
+        match partition.back() {
+            Some(&(last, _)) if last >= origin.offset => {
+                // Read again (the partition was revoked and assigned back): known, or put in order.
+                if let Err(at) = partition.binary_search_by_key(&origin.offset, |&(o, _)| o) {
+                    partition.insert(at, (origin.offset, false));
+                    self.open += 1;
+                }
+            }
+            _ => {
+                partition.push_back((origin.offset, false));
+                self.open += 1;
+            }
         }
     }
 
@@ -43,13 +55,14 @@ impl OffsetTracker {
     pub fn finish(&mut self, origin: &Origin) -> Option<i64> {
         let index = self.topic(&origin.topic)?;
         let offsets = self.topics[index].1.get_mut(&origin.partition)?;
-        *offsets.get_mut(&origin.offset)? = true;
+        let at = offsets
+            .binary_search_by_key(&origin.offset, |&(o, _)| o)
+            .ok()?;
+        offsets[at].1 = true;
         let mut stored = None;
-        while let Some(entry) = offsets.first_entry() {
-            if !*entry.get() {
-                break;
-            }
-            stored = Some(entry.remove_entry().0);
+        while let Some(&(offset, true)) = offsets.front() {
+            offsets.pop_front();
+            stored = Some(offset);
             self.open -= 1;
         }
         stored
@@ -140,6 +153,22 @@ mod tests {
         assert_eq!(stored, [(0, 2), (1, 2)], "0@4 waits for 0@3");
         assert_eq!(offsets.finish_all(&[at(0, 3)]).len(), 1);
         assert_eq!(offsets.open(), 2, "1@3 and 1@4");
+    }
+
+    #[test]
+    fn records_read_again_out_of_order_are_tracked_once() {
+        let mut offsets = OffsetTracker::default();
+        for offset in [10, 11, 12, 11, 7, 12, 9] {
+            offsets.start(&at(0, offset));
+        }
+        assert_eq!(offsets.open(), 5, "7, 9, 10, 11 and 12");
+        assert_eq!(offsets.finish(&at(0, 10)), None, "7 and 9 are older");
+        assert_eq!(offsets.finish(&at(0, 7)), Some(7));
+        assert_eq!(offsets.finish(&at(0, 9)), Some(10));
+        assert_eq!(offsets.finish(&at(0, 12)), None);
+        assert_eq!(offsets.finish(&at(0, 11)), Some(12));
+        assert_eq!(offsets.open(), 0);
+        assert_eq!(offsets.finish(&at(0, 11)), None, "stored already");
     }
 
     #[test]

@@ -29,6 +29,7 @@
 
 mod group;
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -274,7 +275,7 @@ impl<S: Stage> StageRunner<S> {
                         };
                         offsets.start(&record.origin);
                         let key = LaneKey::of(&record);
-                        if let Some(record) = keys.admit(key.clone(), record) {
+                        if let Some(record) = keys.admit(key, record) {
                             ready.push((key, record));
                         }
                         if offsets.open() == max_in_flight {
@@ -454,8 +455,7 @@ impl<S: Stage> StageRunner<S> {
         };
         let records = records
             .map(|(key, payload)| {
-                Record::new(Arc::clone(topic), key, payload)
-                    .header(ORIGIN_HEADER, origin.to_string())
+                Record::new(Arc::clone(topic), key, payload).header(ORIGIN_HEADER, origin.text())
             })
             .collect::<Vec<_>>();
         Ok(Outputs {
@@ -494,7 +494,7 @@ impl<S: Stage> StageRunner<S> {
         );
         dead.headers.clone_from(&record.headers);
         let dead = dead
-            .header(ORIGIN_HEADER, origin.to_string())
+            .header(ORIGIN_HEADER, origin.text())
             .header(STAGE_HEADER, name)
             .header(ERROR_HEADER, reason);
         Outputs {
@@ -607,21 +607,28 @@ where
 }
 
 /// What orders records: the Kafka key (the conversation), or the partition for unkeyed records.
-/// Cloned for each record of a key (the queue's entry and the record's own), so shared.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// A key is held as a 64-bit hash of its bytes rather than a copy of them: it is made for every
+/// record and compared in the per-key queue. Two keys whose hashes collide share a lane, so their
+/// records are processed one after the other — a loss of concurrency, never of order (records of
+/// one key always share a lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum LaneKey {
-    Key(Arc<[u8]>),
+    Key(u64),
     Unkeyed(i32),
 }
 
 impl LaneKey {
     fn of(record: &RawRecord) -> Self {
         match &record.key {
-            Some(key) => Self::Key(Arc::from(key.as_slice())),
+            Some(key) => Self::Key(LANE_HASHER.hash_one(key.as_slice())),
             None => Self::Unkeyed(record.origin.partition),
         }
     }
 }
+
+/// Hashes keys into lanes; any fixed hasher will do, since a lane only lives in this process.
+static LANE_HASHER: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0);
 
 /// What the stage reads of `record`.
 fn decode<I: Input>(record: &RawRecord) -> Result<I, EnvelopeError> {

@@ -33,6 +33,20 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// `{topic}/{partition}@{offset}`, as [`Display`](fmt::Display) writes it, built without the
+    /// formatting machinery: it is written for every record (an output's header, a claim's owner).
+    pub fn text(&self) -> String {
+        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (partition, offset) = (partition.format(self.partition), offset.format(self.offset));
+        let mut text = String::with_capacity(self.topic.len() + partition.len() + offset.len() + 2);
+        text.push_str(&self.topic);
+        text.push('/');
+        text.push_str(partition);
+        text.push('@');
+        text.push_str(offset);
+        text
+    }
+
     /// Whether `other` is a record of the same topic partition.
     pub fn same_partition(&self, other: &Origin) -> bool {
         self.partition == other.partition
@@ -175,5 +189,23 @@ pub trait Stage: Send + Sync + 'static {
             }
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origins_text_is_what_display_writes() {
+        let topic: Arc<str> = Arc::from("wabaflow.wa.inbound.v1");
+        for (partition, offset) in [(0, 0), (11, 7_345_901), (-1, -1001), (i32::MAX, i64::MIN)] {
+            let origin = Origin {
+                topic: Arc::clone(&topic),
+                partition,
+                offset,
+            };
+            assert_eq!(origin.text(), origin.to_string());
+        }
     }
 }

@@ -67,7 +67,7 @@ fn unavailable(err: StoreError) -> StageError {
 fn claim_of(event: IdempotencyKey, cx: &Context) -> Option<(String, String)> {
     event
         .0
-        .map(|key| (["dedupe:", key.as_str()].concat(), cx.origin.to_string()))
+        .map(|key| (["dedupe:", key.as_str()].concat(), cx.origin.text()))
 }
 
 /// What the claim found decides: the first copy goes on, the others stop here.

@@ -164,7 +164,7 @@ impl Stage for MeterStage {
         let Some((unit, mut usage)) = usage_of(tenant, phone_number_id, status) else {
             return Ok(Outcome::Discard("no_pricing"));
         };
-        let owner = cx.origin.to_string();
+        let owner = cx.origin.text();
         match self
             .store
             .claim(&unit, &owner, METERED_TTL)
@@ -234,7 +234,7 @@ impl Stage for MeterStage {
 
     async fn acked(&self, metered: Metered, cx: &Context) -> Result<(), StageError> {
         self.store
-            .complete(&metered.0, &cx.origin.to_string())
+            .complete(&metered.0, &cx.origin.text())
             .await
             .map_err(unavailable)
     }
@@ -243,7 +243,7 @@ impl Stage for MeterStage {
     async fn acked_all(&self, receipts: Vec<(Metered, Context)>) -> Result<(), StageError> {
         let claims: Vec<(String, String)> = receipts
             .into_iter()
-            .map(|(metered, cx)| (metered.0, cx.origin.to_string()))
+            .map(|(metered, cx)| (metered.0, cx.origin.text()))
             .collect();
         self.store.complete_all(&claims).await.map_err(unavailable)
     }

@@ -131,7 +131,7 @@ impl Stage for WhatsAppSink {
             .ok_or_else(|| StageError::Invalid("send without a recipient".into()))?;
         let claim_key = format!("claim:{send_key}");
         let record_key = format!("send:{send_key}");
-        let owner = cx.origin.to_string();
+        let owner = cx.origin.text();
         let (claim, record) = self
             .store
             .claim_with_fields(&claim_key, &owner, self.claim_ttl, &record_key)
@@ -275,7 +275,7 @@ impl Stage for WhatsAppSink {
 
     async fn acked(&self, receipt: SendReceipt, cx: &Context) -> Result<(), StageError> {
         self.store
-            .complete(&receipt.0, &cx.origin.to_string())
+            .complete(&receipt.0, &cx.origin.text())
             .await
             .map_err(unavailable)
     }
@@ -284,7 +284,7 @@ impl Stage for WhatsAppSink {
     async fn acked_all(&self, receipts: Vec<(SendReceipt, Context)>) -> Result<(), StageError> {
         let claims: Vec<(String, String)> = receipts
             .into_iter()
-            .map(|(receipt, cx)| (receipt.0, cx.origin.to_string()))
+            .map(|(receipt, cx)| (receipt.0, cx.origin.text()))
             .collect();
         self.store.complete_all(&claims).await.map_err(unavailable)
     }
