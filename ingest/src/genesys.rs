@@ -153,13 +153,14 @@ impl GenesysEdge {
             headers.get(SIGNATURE_HEADER),
             &body,
         )?;
-        let message: OutboundMessage = serde_json::from_slice(&body).map_err(|err| {
-            EdgeError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not an Open Messaging outbound message: {err}"),
-            )
-        })?;
+        let message: OutboundMessage =
+            wabaflow_schemas::json::from_bytes(&body).map_err(|err| {
+                EdgeError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("body is not an Open Messaging outbound message: {err}"),
+                )
+            })?;
         let integration_id = message
             .channel
             .id

@@ -216,7 +216,7 @@ impl MetaEdge {
             &body,
         )
         .map_err(|err| EdgeError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string()))?;
-        let webhook: Webhook = serde_json::from_slice(&body).map_err(|err| {
+        let webhook: Webhook = wabaflow_schemas::json::from_bytes(&body).map_err(|err| {
             EdgeError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",

@@ -343,7 +343,7 @@ impl Envelope {
 
     /// Decodes a record payload, refusing envelopes written by a newer schema version.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        let envelope: Envelope = crate::json::from_bytes(bytes)?;
         if envelope.schema_version > SCHEMA_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(envelope.schema_version));
         }

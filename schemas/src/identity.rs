@@ -95,7 +95,7 @@ impl IdempotencyKey {
     /// reads: bad JSON, a newer schema version, an unknown kind, a kind without its identifying
     /// fields. The rest of the envelope is checked by the stages that decode it.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let view: EnvelopeView<'_> = serde_json::from_slice(bytes)?;
+        let view: EnvelopeView<'_> = crate::json::from_bytes(bytes)?;
         if view.schema_version > SCHEMA_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(view.schema_version));
         }

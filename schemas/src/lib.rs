@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod flex;
 pub mod genesys;
 pub mod identity;
+pub mod json;
 pub mod meta;
 pub mod rfc3339;
 pub mod secret;

@@ -217,7 +217,7 @@ impl<'a> Analytics<'a> {
     /// Reads an envelope's analytics fields; refuses what `Envelope::from_json` refuses for
     /// its shape or its schema version.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
-        let analytics: Analytics<'a> = serde_json::from_slice(bytes)?;
+        let analytics: Analytics<'a> = wabaflow_schemas::json::from_bytes(bytes)?;
         if analytics.schema_version > SCHEMA_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(analytics.schema_version));
         }
