@@ -11,6 +11,7 @@
 //! of records it cannot yet acknowledge, and `/readyz` does not send traffic to an edge that would
 //! hold it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ pub struct Record {
     pub topic: Arc<str>,
     pub key: Option<String>,
     pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Names are nearly always wabaflow's own constants, borrowed rather than copied per record.
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
 }
 
 impl Record {
@@ -61,7 +63,7 @@ impl Record {
         }
     }
 
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }

@@ -29,6 +29,7 @@
 
 mod group;
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -492,7 +493,11 @@ impl<S: Stage> StageRunner<S> {
             record.key_text(),
             record.payload.clone(),
         );
-        dead.headers.clone_from(&record.headers);
+        dead.headers = record
+            .headers
+            .iter()
+            .map(|(name, value)| (Cow::Owned(name.clone()), value.clone()))
+            .collect();
         let dead = dead
             .header(ORIGIN_HEADER, origin.text())
             .header(STAGE_HEADER, name)
