@@ -357,6 +357,107 @@ async fn duplicated_and_reordered_statuses_never_move_a_receipt_backwards() {
     rig.stop().await;
 }
 
+/// Meta takes a reply but its answer is lost (the sink times out): the reply is not sent again,
+/// its first status webhook confirms it through `biz_opaque_callback_data`, and the agent gets
+/// Sent, Delivered and Read as for any reply. When no status comes within
+/// `whatsapp.confirm_secs`, the reply is reported failed, still sent only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_answer_was_lost_is_confirmed_by_its_status_and_never_sent_twice() {
+    use wabaflow_store::StateStore;
+    use wabaflow_store::sends::{SendState, send_record_key};
+
+    let rig = Rig::start_with(
+        GenesysSimConfig::default(),
+        MetaSimConfig::default(),
+        |config| {
+            // Shorter than the status webhook's way through the inbound chain: the sink is left
+            // waiting for it.
+            config.whatsapp.timeout_ms = 300;
+            config.whatsapp.confirm_secs = 5;
+        },
+    )
+    .await;
+    let customer = Customer::new("16505551234", "Sheena");
+    customer_writes(&rig, &customer, 0).await;
+    let store = wabaflow_store::RedisStore::connect(
+        &rig.config.store.redis_url,
+        &rig.config.store.key_prefix,
+    )
+    .await
+    .expect("redis");
+
+    rig.meta.lose_next_answers(1);
+    let reply = rig
+        .agent
+        .text(&customer.wa_id, "Your refund is on its way.");
+    let confirmed_id = reply["id"].as_str().expect("id").to_owned();
+    assert!(rig.agent.post(&reply).await.accepted());
+    let receipts = rig
+        .genesys
+        .wait_for_receipts(Duration::from_secs(60), |r| {
+            statuses_for(r, &confirmed_id).contains(&"Read".to_owned())
+        })
+        .await;
+    assert_eq!(
+        statuses_for(&receipts, &confirmed_id),
+        vec!["Sent", "Delivered", "Read"],
+        "{receipts:?}"
+    );
+    let sends = rig.meta.sends();
+    assert_eq!(sends.len(), 1, "sent once: {sends:?}");
+    let record = store
+        .fields(&send_record_key(&format!("send:genesys:{confirmed_id}")))
+        .await
+        .expect("send record");
+    assert_eq!(
+        SendState::from_fields(&record),
+        SendState::Sent {
+            wamid: sends[0].wamid.clone(),
+            message_status: Some("accepted".into())
+        }
+    );
+    assert_eq!(
+        record.get("confirmed_by").map(String::as_str),
+        Some("status_webhook"),
+        "the wamid came from the status, not from Meta's answer"
+    );
+
+    // Now the statuses go nowhere: the next lost answer is never confirmed.
+    rig.meta
+        .subscribe(PHONE_NUMBER_ID, "http://127.0.0.1:9/", "acme-app-secret");
+    rig.meta.lose_next_answers(1);
+    let reply = rig
+        .agent
+        .text(&customer.wa_id, "And a voucher for the delay.");
+    let lost_id = reply["id"].as_str().expect("id").to_owned();
+    assert!(rig.agent.post(&reply).await.accepted());
+    let receipts = rig
+        .genesys
+        .wait_for_receipts(Duration::from_secs(60), |r| {
+            !statuses_for(r, &lost_id).is_empty()
+        })
+        .await;
+    let failed = receipts
+        .iter()
+        .find(|(_, r)| r["id"] == lost_id.as_str())
+        .map(|(_, r)| r.clone())
+        .expect("a receipt");
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    assert!(
+        failed["reasons"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not sent again")),
+        "{failed}"
+    );
+    let sends = rig.meta.sends();
+    assert_eq!(sends.len(), 2, "each reply sent once: {sends:?}");
+    assert_eq!(
+        sends[1].request.biz_opaque_callback_data.as_deref(),
+        Some(format!("send:genesys:{lost_id}").as_str())
+    );
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_replies_run_at_the_number_limit_without_a_single_130429() {
     // Everything but the sender first: the 1 000 sends queue up in wa.send.v1, so what is measured
@@ -565,6 +666,8 @@ async fn the_whatsapp_sink_killed_mid_stream_sends_nothing_twice_and_loses_nothi
             .env("WABAFLOW_TENANCY__ENCRYPTION_KEY", key.to_base64())
             .env("WABAFLOW_META__GRAPH_URL", meta.base_url())
             .env("WABAFLOW_WHATSAPP__MPS", "200")
+            // No status webhooks here: a send in flight at the kill is not confirmed.
+            .env("WABAFLOW_WHATSAPP__CONFIRM_SECS", "2")
             .env("WABAFLOW_ADMIN__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)

@@ -318,6 +318,9 @@ pub struct WhatsAppConfig {
     pub timeout_ms: u64,
     /// How long a send's claim is remembered (a redelivered send within it is never re-sent).
     pub claim_ttl_secs: u64,
+    /// How long a send Meta did not answer (a timeout, a crash during the call) waits for a status
+    /// webhook to confirm it before it is reported failed, not sent again.
+    pub confirm_secs: u64,
 }
 
 impl Default for WhatsAppConfig {
@@ -328,6 +331,7 @@ impl Default for WhatsAppConfig {
             pair_burst: 3,
             timeout_ms: 30_000,
             claim_ttl_secs: 30 * 24 * 3600,
+            confirm_secs: 60,
         }
     }
 }

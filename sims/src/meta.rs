@@ -190,6 +190,13 @@ impl MetaSim {
         self.state.lock().failures = n;
     }
 
+    /// The next `n` sends are taken (and their status webhooks posted) but never answered: the
+    /// answer is lost on its way back, as when Meta's edge or the network drops it. The sender
+    /// sees only its own timeout.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.state.lock().sends.lost_answers = n;
+    }
+
     /// Where the status webhooks of `phone_number_id` go, signed with `app_secret`.
     pub fn subscribe(&self, phone_number_id: &str, callback_url: &str, app_secret: &str) {
         self.state.lock().sends.subscriptions.insert(

@@ -7,6 +7,9 @@
 //!   with a reason code) when it moves the message forward ([`receipt`]); message tracking keeps
 //!   the furthest status. A late or repeated status is discarded as `stale_status`; a status of a
 //!   message wabaflow does not track (sent by another tool on the same number) as `untracked_status`.
+//!   The first status of a send whose call to Meta went unanswered finds no tracking: its
+//!   `biz_opaque_callback_data` (the send key) confirms the send ([`Records::confirm_send`]), which
+//!   starts the tracking, and the status goes on as any other.
 //! - Value-level errors and other changes are discarded with a counted reason (`error`, `change`).
 //!
 //! Outbound (`transform-outbound`): `genesys.outbound.enriched.v1` → `wa.send.v1`: an agent's
@@ -18,6 +21,7 @@ pub mod reply;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use tracing::info;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
 use wabaflow_schemas::genesys::{Receipt, ReceiptChannel, ReceiptReason, Recipient};
 use wabaflow_schemas::meta::Status;
@@ -93,11 +97,24 @@ impl TransformStage {
     ) -> Result<Outcome<()>, StageError> {
         let unavailable =
             |err: wabaflow_store::StoreError| StageError::Unavailable(err.to_string());
-        let tracking = self
+        let mut tracking = self
             .records
             .tracking(&status.id)
             .await
             .map_err(unavailable)?;
+        if tracking.is_none()
+            && let Some(send_key) = &status.biz_opaque_callback_data
+        {
+            // The first status of a send whose call went unanswered: Meta took it after all.
+            tracking = self
+                .records
+                .confirm_send(send_key, &status.id)
+                .await
+                .map_err(unavailable)?;
+            if tracking.is_some() {
+                info!(wamid = %status.id, %send_key, "an unanswered send was confirmed by its status");
+            }
+        }
         let Some(tracking) = tracking.filter(|t| t.direction.as_deref() == Some("outbound")) else {
             return Ok(Outcome::Discard("untracked_status"));
         };

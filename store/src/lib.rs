@@ -14,6 +14,7 @@ pub mod objects;
 mod pipelining;
 pub mod records;
 mod redis_store;
+pub mod sends;
 pub mod tenants;
 pub mod tokens;
 pub mod wallet;

@@ -12,6 +12,8 @@
 //!   after its last write, so Redis holds recent messages, not every message ever sent; usage and
 //!   history live in ClickHouse.
 //!
+//! - `send:{send key}` — one per message sent to Meta: see [`crate::sends`].
+//!
 //! Each writer sets only the fields it owns ([`StateStore::set_fields`]), so the mapping stage and
 //! the Genesys sink never overwrite each other. Per conversation, writes come from one partition
 //! in order, which is what makes "created if absent" a plain read-then-write.
@@ -84,6 +86,11 @@ pub struct MessageTracking {
 impl Records {
     pub fn new(store: Arc<dyn StateStore>) -> Self {
         Self { store }
+    }
+
+    /// The store underneath, for the other records kept through this handle ([`crate::sends`]).
+    pub(crate) fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
     }
 
     /// Creates or refreshes a conversation's mapping for an inbound message; returns it.

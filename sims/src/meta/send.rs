@@ -8,6 +8,8 @@
 //! - A free-form message outside the 24-hour window is *accepted* (200 + wamid) and fails
 //!   asynchronously with 131047, as Meta does; templates are not bound by the window.
 //! - Media sent by link is fetched at send time (Meta does); the bytes are kept for assertions.
+//! - [`MetaSim::lose_next_answers`](super::MetaSim::lose_next_answers): a send is taken but its
+//!   answer never comes (the caller times out), as when an answer is lost on the way back.
 //! - Every accepted send produces signed status webhooks (sent with pricing, delivered, read) to
 //!   the number's subscribed callback — with [`StatusChaos`] they come duplicated, out of order,
 //!   or read without delivered.
@@ -93,6 +95,8 @@ pub(crate) struct SendState {
     pub(crate) last_inbound: HashMap<(String, String), chrono::DateTime<Utc>>,
     /// Callback URL and app secret per business number.
     pub(crate) subscriptions: HashMap<String, (String, String)>,
+    /// How many of the next accepted sends get no answer.
+    pub(crate) lost_answers: usize,
 }
 
 pub(crate) async fn send(
@@ -216,8 +220,10 @@ pub(crate) async fn send(
     } else {
         None
     };
-    {
+    let answer_lost = {
         let mut inner = state.lock();
+        let lost = inner.sends.lost_answers > 0;
+        inner.sends.lost_answers = inner.sends.lost_answers.saturating_sub(1);
         inner.sends.stats.accepted += 1;
         inner.sends.accepted.push(AcceptedSend {
             phone_number_id: phone_number_id.clone(),
@@ -226,7 +232,8 @@ pub(crate) async fn send(
             fetched,
             at: Instant::now(),
         });
-    }
+        lost
+    };
     state.changed.notify_waiters();
     let statuses = state.clone();
     let callback_data = request.biz_opaque_callback_data.clone();
@@ -243,6 +250,11 @@ pub(crate) async fn send(
         )
         .await;
     });
+    if answer_lost {
+        // The message is taken; the caller waits until it gives up (and drops the connection,
+        // which drops this handler).
+        std::future::pending::<()>().await;
+    }
     axum::Json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": request.to.clone().unwrap_or_default(), "wa_id": request.to.unwrap_or_default()}],

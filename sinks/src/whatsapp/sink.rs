@@ -1,15 +1,20 @@
 //! `sink:whatsapp`: `wa.send.v1` → the Cloud API → `wa.send-results.v1`.
 //!
-//! Sends to Meta are not idempotent on Meta's side, so each send is made once by a protocol:
+//! Sends to Meta are not idempotent on Meta's side, so each send is made once by a protocol
+//! (the send record is `store::sends`):
 //! 1. claim `claim:{send key}` with the input record as owner (a second record with the same key
 //!    is a duplicate; the same record redelivered after a crash resumes its claim);
-//! 2. write `attempt = 1` on the send record `send:{send key}` *before* the HTTP call, and the
-//!    wamid after it; the send key also travels in `biz_opaque_callback_data`. The record expires
-//!    with the claim (`whatsapp.claim_ttl_secs`, set by the attempt's write, which precedes every
-//!    other): a redelivery needs it exactly as long;
-//! 3. a resumed claim whose send record holds a wamid emits that result again without sending; one
-//!    with an attempt but no wamid is ambiguous — the request may have reached Meta — and is
-//!    reported as failed ("not sent again") rather than risking a second copy to the customer.
+//! 2. write the attempt, its time and what the send is about on `send:{send key}` *before* the
+//!    HTTP call, and the wamid after it; the send key also travels in `biz_opaque_callback_data`.
+//!    The record expires with the claim (`whatsapp.claim_ttl_secs`, set by the attempt's write,
+//!    which precedes every other): a redelivery needs it exactly as long;
+//! 3. a resumed claim whose send record holds a wamid emits that result again without sending.
+//!    One with an attempt but no wamid is *unanswered* — the call timed out, or the process died
+//!    during it — and the request may have reached Meta. It is never sent again: it waits (the
+//!    runner retrying it, holding back only its conversation) for the first status webhook of the
+//!    message, whose `biz_opaque_callback_data` lets the status path confirm the send and record
+//!    its wamid; the send is then reported accepted. If none comes within
+//!    `whatsapp.confirm_secs` of the attempt, it is reported failed, "not sent again".
 //!
 //! Before a free-form message, the 24-hour window is checked (templates are exempt): a closed
 //! window fails the send without calling Meta. Pacing: per business number (`whatsapp.mps`) and
@@ -22,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use wabaflow_pipeline::config::WhatsAppConfig;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
@@ -29,6 +35,7 @@ use wabaflow_schemas::genesys::failure_reason;
 use wabaflow_schemas::topics::{Topic, WA_SEND, WA_SEND_RESULTS};
 use wabaflow_schemas::{Envelope, Event, SendOutcome};
 use wabaflow_store::records::Records;
+use wabaflow_store::sends::{OutboundSend, SendState, send_record_key};
 use wabaflow_store::tenants::TenantRegistry;
 use wabaflow_store::{Claim, StateStore, StoreError};
 
@@ -40,6 +47,8 @@ pub struct WhatsAppSink {
     records: Records,
     store: Arc<dyn StateStore>,
     claim_ttl: Duration,
+    /// How long an unanswered send waits for a status webhook to confirm it.
+    confirm_window: TimeDelta,
     per_number: DefaultKeyedRateLimiter<String>,
     per_pair: DefaultKeyedRateLimiter<(String, String)>,
 }
@@ -71,8 +80,35 @@ impl WhatsAppSink {
             tenants,
             records,
             claim_ttl: Duration::from_secs(config.claim_ttl_secs),
+            confirm_window: TimeDelta::seconds(
+                i64::try_from(config.confirm_secs).unwrap_or(i64::MAX / 1_000),
+            ),
             per_number: DefaultKeyedRateLimiter::keyed(per_number),
             per_pair: DefaultKeyedRateLimiter::keyed(per_pair),
+        }
+    }
+
+    /// A send attempted `since` and never answered: still waiting for a status webhook to confirm
+    /// it (the runner asks again within a second, or when the wait ends), or, once
+    /// `confirm_secs` passed, failed without being sent again.
+    fn unanswered(&self, since: Option<DateTime<Utc>>) -> Result<SendOutcome, StageError> {
+        let left = since
+            .and_then(|since| (since + self.confirm_window - Utc::now()).to_std().ok())
+            .filter(|left| !left.is_zero());
+        match left {
+            Some(left) => Err(StageError::RetryAfter {
+                reason: "Meta did not answer the send; waiting for a status webhook to confirm it"
+                    .into(),
+                after: left.min(Duration::from_secs(1)),
+            }),
+            None => Ok(Self::failed(
+                None,
+                format!(
+                    "Meta did not answer the send and no status webhook confirmed it within {} s; it was not sent again, to avoid a duplicate",
+                    self.confirm_window.num_seconds()
+                ),
+                "GeneralError",
+            )),
         }
     }
 
@@ -130,40 +166,32 @@ impl Stage for WhatsAppSink {
             .or_else(|| request.recipient.clone())
             .ok_or_else(|| StageError::Invalid("send without a recipient".into()))?;
         let claim_key = format!("claim:{send_key}");
-        let record_key = format!("send:{send_key}");
         let owner = cx.origin.text();
         let (claim, record) = self
             .store
-            .claim_with_fields(&claim_key, &owner, self.claim_ttl, &record_key)
+            .claim_with_fields(
+                &claim_key,
+                &owner,
+                self.claim_ttl,
+                &send_record_key(send_key),
+            )
             .await
             .map_err(unavailable)?;
-        let outcome = match claim {
+        match claim {
             Claim::Taken => return Ok(Outcome::Discard("duplicate")),
             Claim::Completed => return Ok(Outcome::Discard("replayed")),
-            Claim::Resumed | Claim::New => {
-                if let Some(wamid) = record.get("wamid") {
-                    Some((
-                        Some(wamid.clone()),
-                        SendOutcome::Accepted {
-                            message_status: record.get("message_status").cloned(),
-                        },
-                    ))
-                } else if record.get("attempt").is_some_and(|a| a == "1") {
-                    Some((
-                        None,
-                        Self::failed(
-                            None,
-                            "the outcome of the send was lost in a restart; it was not sent again, to avoid a duplicate",
-                            "GeneralError",
-                        ),
-                    ))
-                } else {
-                    None
-                }
-            }
+            Claim::Resumed | Claim::New => {}
+        }
+        let known = match SendState::from_fields(&record) {
+            SendState::Unsent => None,
+            SendState::Sent {
+                wamid,
+                message_status,
+            } => Some((Some(wamid), SendOutcome::Accepted { message_status })),
+            SendState::Unanswered { since } => Some((None, self.unanswered(since)?)),
         };
 
-        let (wamid, outcome) = match outcome {
+        let (wamid, outcome) = match known {
             Some(known) => known,
             None if !*window_open && !request.body.is_template() => (
                 None,
@@ -190,8 +218,14 @@ impl Stage for WhatsAppSink {
                 self.per_pair
                     .until_key_ready(&(phone_number_id.clone(), recipient.clone()))
                     .await;
-                self.store
-                    .set_fields(&record_key, &[("attempt", "1")], Some(self.claim_ttl))
+                let send = OutboundSend {
+                    conversation: envelope.conversation_key.as_str(),
+                    tenant: tenant_id,
+                    media_type: request.body.kind(),
+                    genesys_message_id: genesys_message_id.as_deref(),
+                };
+                self.records
+                    .attempt_send(send_key, &send, Utc::now(), self.claim_ttl)
                     .await
                     .map_err(unavailable)?;
                 match self.service.send(&tenant, phone_number_id, request).await {
@@ -203,26 +237,10 @@ impl Stage for WhatsAppSink {
                             .message_status
                             .clone()
                             .unwrap_or_else(|| "accepted".into());
-                        let mut fields = vec![
-                            ("conversation", envelope.conversation_key.as_str()),
-                            ("tenant", tenant_id),
-                            ("direction", "outbound"),
-                            ("status", "accepted"),
-                            ("media_type", request.body.kind()),
-                        ];
-                        if let Some(id) = genesys_message_id {
-                            fields.push(("genesys_message_id", id.as_str()));
-                        }
-                        // The send record and the message's tracking, written side by side.
-                        let sent_fields = [
-                            ("wamid", sent.id.as_str()),
-                            ("message_status", status.as_str()),
-                        ];
-                        tokio::try_join!(
-                            self.store.set_fields(&record_key, &sent_fields, None),
-                            self.records.track(&sent.id, &fields),
-                        )
-                        .map_err(unavailable)?;
+                        self.records
+                            .sent(send_key, &sent.id, &status, &send)
+                            .await
+                            .map_err(unavailable)?;
                         (
                             Some(sent.id.clone()),
                             SendOutcome::Accepted {
@@ -240,10 +258,7 @@ impl Stage for WhatsAppSink {
                         );
                         if definite {
                             // Meta answered: it did not take the message, a retry is safe.
-                            self.store
-                                .set_fields(&record_key, &[("attempt", "0")], None)
-                                .await
-                                .map_err(unavailable)?;
+                            self.records.not_sent(send_key).await.map_err(unavailable)?;
                         }
                         match err {
                             SendError::Refused { code, message } => {
@@ -255,6 +270,8 @@ impl Stage for WhatsAppSink {
                                     after,
                                 });
                             }
+                            // Unanswered, when it may have been sent: the retry waits for its
+                            // confirmation.
                             other => return Err(StageError::Unavailable(other.to_string())),
                         }
                     }
