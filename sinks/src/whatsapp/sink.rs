@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use wabaflow_pipeline::config::WhatsAppConfig;
 use wabaflow_pipeline::{Context, Outcome, Stage, StageError};
@@ -48,7 +48,7 @@ pub struct WhatsAppSink {
     store: Arc<dyn StateStore>,
     claim_ttl: Duration,
     /// How long an unanswered send waits for a status webhook to confirm it.
-    confirm_window: TimeDelta,
+    confirm_window: Duration,
     per_number: DefaultKeyedRateLimiter<String>,
     per_pair: DefaultKeyedRateLimiter<(String, String)>,
 }
@@ -80,9 +80,7 @@ impl WhatsAppSink {
             tenants,
             records,
             claim_ttl: Duration::from_secs(config.claim_ttl_secs),
-            confirm_window: TimeDelta::seconds(
-                i64::try_from(config.confirm_secs).unwrap_or(i64::MAX / 1_000),
-            ),
+            confirm_window: Duration::from_secs(config.confirm_secs),
             per_number: DefaultKeyedRateLimiter::keyed(per_number),
             per_pair: DefaultKeyedRateLimiter::keyed(per_pair),
         }
@@ -92,8 +90,10 @@ impl WhatsAppSink {
     /// it (the runner asks again within a second, or when the wait ends), or, once
     /// `confirm_secs` passed, failed without being sent again.
     fn unanswered(&self, since: Option<DateTime<Utc>>) -> Result<SendOutcome, StageError> {
-        let left = since
-            .and_then(|since| (since + self.confirm_window - Utc::now()).to_std().ok())
+        // A clock that went back counts as no time passed.
+        let waited = since.map(|since| (Utc::now() - since).to_std().unwrap_or_default());
+        let left = waited
+            .and_then(|waited| self.confirm_window.checked_sub(waited))
             .filter(|left| !left.is_zero());
         match left {
             Some(left) => Err(StageError::RetryAfter {
@@ -105,7 +105,7 @@ impl WhatsAppSink {
                 None,
                 format!(
                     "Meta did not answer the send and no status webhook confirmed it within {} s; it was not sent again, to avoid a duplicate",
-                    self.confirm_window.num_seconds()
+                    self.confirm_window.as_secs()
                 ),
                 "GeneralError",
             )),
