@@ -44,8 +44,9 @@ end
 }
 
 /// The claim of every key of KEYS in turn: ARGV[1] is the expiry in ms, ARGV[i + 1] the owner
-/// claiming KEYS[i]. Answers each key's `found`. All keys in one script: for one Redis node, not
-/// a cluster.
+/// claiming KEYS[i]. Answers each key's `found` as one digit of a string (one bulk reply to read,
+/// where an array would be a reply per key). All keys in one script: for one Redis node, not a
+/// cluster.
 const CLAIM_ALL: &str = concat!(
     claim_function!(),
     r"
@@ -53,7 +54,7 @@ local found = {}
 for i, key in ipairs(KEYS) do
   found[i] = claim(key, ARGV[i + 1], ARGV[1])
 end
-return found
+return table.concat(found)
 "
 );
 
@@ -224,15 +225,18 @@ impl StateStore for RedisStore {
         for (_, owner) in claims {
             command.arg(owner);
         }
-        let found: Vec<i64> = self.pipeliner.query(command).await?;
-        if found.len() != claims.len() {
+        let found: Vec<u8> = self.pipeliner.query(command).await?;
+        if found.len() != claims.len() || !found.iter().all(u8::is_ascii_digit) {
             return Err(StoreError::Unavailable(format!(
                 "{} claims answered for {} keys",
                 found.len(),
                 claims.len()
             )));
         }
-        Ok(found.into_iter().map(claim_of).collect())
+        Ok(found
+            .into_iter()
+            .map(|digit| claim_of(i64::from(digit - b'0')))
+            .collect())
     }
 
     async fn complete_all(&self, claims: &[(String, String)]) -> Result<(), StoreError> {
