@@ -9,6 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use crate::billing::UsageRecord;
@@ -24,6 +25,19 @@ pub const SCHEMA_VERSION: u16 = 1;
 
 /// Namespace for event ids derived from an idempotency key (UUID v5).
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7761_6261_666c_6f77_8000_0000_0000_0001);
+
+/// The version 5 (name-based) UUID of `name` in [`EVENT_ID_NAMESPACE`], as `Uuid::new_v5` makes
+/// it, hashed by the `sha1` crate, which uses the CPU's SHA instructions where it has them (a
+/// third of the time of uuid's portable SHA-1): every event a stage or an edge makes gets one.
+fn name_based_id(name: &[u8]) -> Uuid {
+    let mut sha1 = Sha1::new();
+    sha1.update(EVENT_ID_NAMESPACE.as_bytes());
+    sha1.update(name);
+    let digest = sha1.finalize();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+}
 
 /// `{phone_number_id}:{user}`, where `user` is the wa_id or, when Meta withholds the phone
 /// number, the business-scoped user id. Events that concern a number rather than a user (value-level
@@ -301,7 +315,7 @@ impl Envelope {
         event: Event,
     ) -> Self {
         let event_id = match event.idempotency_key() {
-            Some(key) => Uuid::new_v5(&EVENT_ID_NAMESPACE, key.as_bytes()),
+            Some(key) => name_based_id(key.as_bytes()),
             None => Uuid::now_v7(),
         };
         Self {
@@ -373,6 +387,24 @@ mod tests {
             contact: None,
             status: Box::new(status),
         }
+    }
+
+    #[test]
+    fn event_ids_are_the_name_based_uuids_uuid_makes() {
+        for name in [
+            "",
+            "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQz",
+            "send:genesys:g-1:sent",
+        ] {
+            let expected = Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes());
+            assert_eq!(name_based_id(name.as_bytes()), expected, "{name:?}");
+        }
+        // Longer than one SHA-1 block with the namespace.
+        let long = "x".repeat(200);
+        assert_eq!(
+            name_based_id(long.as_bytes()),
+            Uuid::new_v5(&EVENT_ID_NAMESPACE, long.as_bytes())
+        );
     }
 
     #[test]
