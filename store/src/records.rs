@@ -11,7 +11,6 @@
 //!   other side gave it (Genesys message id and conversation id). It expires [`TRACKING_TTL`]
 //!   after its last write, so Redis holds recent messages, not every message ever sent; usage and
 //!   history live in ClickHouse.
-//!
 //! - `send:{send key}` — one per message sent to Meta: see [`crate::sends`].
 //!
 //! Each writer sets only the fields it owns ([`StateStore::set_fields`]), so the mapping stage and
