@@ -306,3 +306,57 @@ impl Stage for WhatsAppSink {
         self.store.complete_all(&claims).await.map_err(unavailable)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wabaflow_pipeline::config::MetaApiConfig;
+    use wabaflow_store::MemoryStore;
+    use wabaflow_store::tenants::EncryptionKey;
+
+    use super::*;
+
+    fn confirming_within(confirm_secs: u64) -> WhatsAppSink {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let tenants = TenantRegistry::new(store.clone(), &EncryptionKey::generate());
+        let config = WhatsAppConfig {
+            confirm_secs,
+            ..WhatsAppConfig::default()
+        };
+        let service = WhatsAppService::new(tenants.clone(), &MetaApiConfig::default(), &config)
+            .expect("client");
+        WhatsAppSink::new(service, tenants, Records::new(store), &config)
+    }
+
+    #[test]
+    fn an_unanswered_send_waits_for_its_confirmation_then_fails_without_a_second_send() {
+        let sink = confirming_within(60);
+        let waiting = |since: DateTime<Utc>| match sink.unanswered(Some(since)) {
+            Err(StageError::RetryAfter { after, .. }) => after,
+            other => panic!("expected a wait, got {other:?}"),
+        };
+        assert_eq!(waiting(Utc::now()), Duration::from_secs(1));
+        let last = waiting(Utc::now() - chrono::TimeDelta::milliseconds(59_700));
+        assert!(
+            last <= Duration::from_millis(300),
+            "{last:?}: no later than the window's end"
+        );
+        // A clock that went back: no time has passed.
+        assert_eq!(
+            waiting(Utc::now() + chrono::TimeDelta::seconds(5)),
+            Duration::from_secs(1)
+        );
+        for since in [Some(Utc::now() - chrono::TimeDelta::seconds(61)), None] {
+            match sink.unanswered(since) {
+                Ok(SendOutcome::Failed { reason, .. }) => {
+                    assert!(reason.contains("not sent again"), "{reason}")
+                }
+                other => panic!("expected a failed send for {since:?}, got {other:?}"),
+            }
+        }
+        // No wait at all when the window is zero.
+        assert!(matches!(
+            confirming_within(0).unanswered(Some(Utc::now())),
+            Ok(SendOutcome::Failed { .. })
+        ));
+    }
+}
