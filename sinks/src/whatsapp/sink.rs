@@ -87,8 +87,9 @@ impl WhatsAppSink {
     }
 
     /// A send attempted `since` and never answered: still waiting for a status webhook to confirm
-    /// it (the runner asks again within a second, or when the wait ends), or, once
-    /// `confirm_secs` passed, failed without being sent again.
+    /// it, or, once `confirm_secs` passed, failed without being sent again. While it waits, the
+    /// runner asks again no sooner than a second later (or the window's end, if that is nearer),
+    /// and later as its backoff grows (up to 30 s between two looks).
     fn unanswered(&self, since: Option<DateTime<Utc>>) -> Result<SendOutcome, StageError> {
         // A clock that went back counts as no time passed.
         let waited = since.map(|since| (Utc::now() - since).to_std().unwrap_or_default());
