@@ -72,6 +72,9 @@ pub struct KafkaConfig {
     /// `fetch.wait.max.ms` of every consumer: the most a hop can add to latency on a broker
     /// that holds fetches for the full wait (tansu); a long-poll cap on Kafka.
     pub fetch_wait_max_ms: u32,
+    /// `linger.ms` of every producer: how long records wait to share a batch. Longer means fewer,
+    /// larger batches, which a broker whose fetches list every stored batch (tansu) serves faster.
+    pub linger_ms: u32,
     /// Partitions of every topic `wabaflow topics create` makes, instead of the registry's
     /// (12 per conversation topic, 6 for raw webhooks). Fixed once a topic exists. Fewer suit a
     /// small single node: a broker's work per fetch grows with the partitions asked for — on tansu
@@ -95,6 +98,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             max_in_flight: 1_000,
             fetch_wait_max_ms: 10,
+            linger_ms: 2,
             partitions: None,
             instance_id: None,
         }

@@ -20,7 +20,7 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
             "queue.buffering.max.messages",
             kafka.producer_queue_messages.to_string(),
         )
-        .set("linger.ms", "2")
+        .set("linger.ms", kafka.linger_ms.to_string())
         // Statistics every second tell `Producer::ready` when the producer id is assigned.
         .set("statistics.interval.ms", "1000");
     config
@@ -56,4 +56,25 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, stage: &str) -> Clie
         // Statistics every 5 s feed `wabaflow_stage_lag_records` (consumer lag per stage).
         .set("statistics.interval.ms", "5000");
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batching_and_fetch_wait_settings_reach_librdkafka() {
+        let kafka = KafkaConfig {
+            linger_ms: 7,
+            fetch_wait_max_ms: 3,
+            ..KafkaConfig::default()
+        };
+        assert_eq!(producer_config(&kafka).get("linger.ms"), Some("7"));
+        assert_eq!(
+            consumer_config(&kafka, "g", "dedupe").get("fetch.wait.max.ms"),
+            Some("3")
+        );
+        let defaults = KafkaConfig::default();
+        assert_eq!(producer_config(&defaults).get("linger.ms"), Some("2"));
+    }
 }

@@ -220,6 +220,16 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
         None => std::env::current_exe().context("locating this binary")?,
     };
     let rounds = args.rounds.max(1);
+    let kafka = &config.kafka;
+    println!(
+        "kafka: fetch.wait.max.ms {}, linger.ms {}, partitions {}",
+        kafka.fetch_wait_max_ms,
+        kafka.linger_ms,
+        kafka.partitions.map_or_else(
+            || "as registered (12, raw webhooks 6)".into(),
+            |p| p.to_string()
+        ),
+    );
     let mut outcomes = Vec::new();
     for bench in chosen {
         let mut runs = Vec::with_capacity(rounds);
