@@ -914,6 +914,8 @@ struct Counting(Arc<std::sync::atomic::AtomicUsize>);
 
 #[async_trait]
 impl BatchSink for Counting {
+    type Batch = usize;
+
     fn name(&self) -> &'static str {
         "counting"
     }
@@ -922,9 +924,18 @@ impl BatchSink for Counting {
         WA_INBOUND
     }
 
-    async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError> {
+    fn batch(&self, _records: usize) -> usize {
+        0
+    }
+
+    fn add(&self, batch: &mut usize, _record: RawRecord) -> Result<(), StageError> {
+        *batch += 1;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &mut usize) -> Result<(), StageError> {
         self.0
-            .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+            .fetch_add(*batch, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

@@ -1,14 +1,16 @@
 //! [`BatchRunner`]: drives a [`BatchSink`] — a sink that writes many records at once (the S3
 //! archive now, ClickHouse next) — at least once, with offsets that never pass an unwritten record.
 //!
-//! Records accumulate until `max_records` or until the oldest is `max_age` old; the batch is then
-//! written on its own task while the next one gathers, up to two writes at once (one inserting,
-//! the next being encoded on the other core). A write is retried with backoff while the service
-//! is unavailable (once both writes are pending and the next batch is full, the runner stops
-//! reading: backpressure, nothing skipped), and only after it and every batch before it succeeded
-//! are the offsets of its records stored (auto-committed every second, committed synchronously on
-//! revoke and shutdown). A crash replays the records since the last commit, so a sink's write must
-//! be idempotent for the same records — the archive writes the same object key again.
+//! Records accumulate until `max_records` or until the oldest is `max_age` old, each handed to the
+//! sink as it is read ([`BatchSink::add`]: ClickHouse encodes its row there, so a batch holds the
+//! bodies it will send and not also the records they were made from); the batch is then written
+//! on its own task while the next one gathers, up to two writes at once. A write is retried with
+//! backoff while the service is unavailable (once both writes are pending and the next batch is
+//! full, the runner stops reading: backpressure, nothing skipped), and only after it and every
+//! batch before it succeeded are the offsets of its records stored (auto-committed every second,
+//! committed synchronously on revoke and shutdown). A crash replays the records since the last
+//! commit, so a sink's write must be idempotent for the same records — the archive writes the
+//! same object key again.
 //!
 //! A retry that lasts longer than `max.poll.interval.ms` (5 minutes) makes librdkafka leave the
 //! group; the partitions then move, and the records are written by their next owner.
@@ -35,13 +37,32 @@ use crate::telemetry::{Health, metrics};
 
 #[async_trait]
 pub trait BatchSink: Send + Sync + 'static {
+    /// What a batch holds from its first record until it is written: what the write will send
+    /// (ClickHouse's request bodies), or the records themselves when the write needs them whole.
+    type Batch: Send + 'static;
+
     /// A noun: `archive`, `clickhouse`. Names the consumer group and metric labels.
     fn name(&self) -> &'static str;
     fn input(&self) -> Topic;
-    /// Writes every record of `batch`. Must be idempotent: after a crash the same records come
-    /// again. [`StageError::Unavailable`] / [`StageError::RetryAfter`] are retried; anything
-    /// else stops the runner (a batch sink has no dead-letter path for single records).
-    async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError>;
+    /// An empty batch, for up to `records` records.
+    fn batch(&self, records: usize) -> Self::Batch;
+    /// Takes one record into `batch` as it is read. A record the sink cannot use is skipped here
+    /// with a warning; an error is our own bug and stops the runner.
+    fn add(&self, batch: &mut Self::Batch, record: RawRecord) -> Result<(), StageError>;
+    /// Writes `batch`; called again with the same batch while the service is unavailable
+    /// ([`StageError::Unavailable`], [`StageError::RetryAfter`]); anything else stops the runner
+    /// (a batch sink has no dead-letter path for single records). Must be idempotent: after a
+    /// crash the same records come again, in a batch of their own.
+    async fn write(&self, batch: &mut Self::Batch) -> Result<(), StageError>;
+
+    /// `records` gathered into one batch, as the runner would (tools and tests).
+    fn gather(&self, records: Vec<RawRecord>) -> Result<Self::Batch, StageError> {
+        let mut batch = self.batch(records.len());
+        for record in records {
+            self.add(&mut batch, record)?;
+        }
+        Ok(batch)
+    }
 }
 
 /// When a batch is written.
@@ -89,9 +110,7 @@ impl<S: BatchSink> BatchRunner<S> {
         info!(sink = name, topic = %input, "consuming in batches");
 
         let consumed = metrics().stage_consumed.with_label_values(&[name]);
-        // Each batch has room for its records from the start: it never grows by copying.
-        let empty_batch = || Vec::with_capacity(self.limits.max_records);
-        let mut batch: Vec<RawRecord> = empty_batch();
+        let mut batch = Gathering::new(self.sink.batch(self.limits.max_records));
         let mut oldest: Option<Instant> = None;
         // Batches being written, on their own tasks, oldest first.
         let mut writing: VecDeque<JoinHandle<Written>> = VecDeque::new();
@@ -120,9 +139,16 @@ impl<S: BatchSink> BatchRunner<S> {
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         consumed.inc();
-                        batch.push(RawRecord::read(&message, &topic));
+                        let record = RawRecord::read(&message, &topic);
+                        batch.read(&record.origin);
+                        if let Err(err) = self.sink.add(&mut batch.sink, record) {
+                            break Err(RunnerError::Internal {
+                                stage: name,
+                                reason: err.to_string(),
+                            });
+                        }
                         oldest.get_or_insert_with(Instant::now);
-                        if batch.len() < self.limits.max_records {
+                        if batch.records < self.limits.max_records {
                             continue;
                         }
                         "size"
@@ -151,9 +177,12 @@ impl<S: BatchSink> BatchRunner<S> {
                 Ok(false) => break Ok(()),
                 Err(err) => break Err(err),
             }
-            let ready = std::mem::replace(&mut batch, empty_batch());
+            let ready = std::mem::replace(
+                &mut batch,
+                Gathering::new(self.sink.batch(self.limits.max_records)),
+            );
             oldest = None;
-            if ready.is_empty() {
+            if ready.records == 0 {
                 break Ok(());
             }
             let write = tokio::spawn(write(self.sink.clone(), ready, trigger, shutdown.clone()));
@@ -182,34 +211,72 @@ impl<S: BatchSink> BatchRunner<S> {
 }
 
 /// How many batches are written at once: one whose write the service is working on while the
-/// next is prepared (decoded, encoded) on another core.
+/// next is sent, as the next after them gathers.
 const WRITES_IN_FLIGHT: usize = 2;
+
+/// A batch being gathered: the sink's part, and what the runner keeps of its records — how many
+/// there are and the last offset read of each partition, which is all storing offsets needs.
+struct Gathering<B> {
+    sink: B,
+    records: usize,
+    last: Vec<Origin>,
+}
+
+impl<B> Gathering<B> {
+    fn new(sink: B) -> Self {
+        Self {
+            sink,
+            records: 0,
+            last: Vec::new(),
+        }
+    }
+
+    /// A partition's records are read in offset order: the latest is its last.
+    fn read(&mut self, origin: &Origin) {
+        self.records += 1;
+        match self
+            .last
+            .iter_mut()
+            .find(|seen| seen.same_partition(origin))
+        {
+            Some(seen) => seen.offset = origin.offset,
+            None => self.last.push(origin.clone()),
+        }
+    }
+}
 
 /// A batch whose write ended: `Ok(true)` written, `Ok(false)` stopped by shutdown.
 struct Written {
-    batch: Vec<RawRecord>,
+    records: usize,
+    /// The last record of each partition in the batch.
+    last: Vec<Origin>,
     outcome: Result<bool, RunnerError>,
 }
 
 /// Writes the batch until it succeeds. `false` if shutdown came first.
 async fn write<S: BatchSink>(
     sink: Arc<S>,
-    batch: Vec<RawRecord>,
+    batch: Gathering<S::Batch>,
     trigger: &'static str,
     shutdown: Shutdown,
 ) -> Written {
     let name = sink.name();
     let m = metrics();
+    let Gathering {
+        sink: mut written,
+        records,
+        last,
+    } = batch;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let outcome = loop {
-        let delay = match sink.write(&batch).await {
+        let delay = match sink.write(&mut written).await {
             Ok(()) => break Ok(true),
             Err(StageError::Unavailable(reason)) => {
-                warn!(sink = name, records = batch.len(), %reason, "batch write failed; retrying");
+                warn!(sink = name, records, %reason, "batch write failed; retrying");
                 backoff.next_delay()
             }
             Err(StageError::RetryAfter { reason, after }) => {
-                warn!(sink = name, records = batch.len(), %reason, "batch write throttled");
+                warn!(sink = name, records, %reason, "batch write throttled");
                 backoff.next_delay().max(after)
             }
             Err(err) => {
@@ -229,9 +296,13 @@ async fn write<S: BatchSink>(
         m.batch_flushes.with_label_values(&[name, trigger]).inc();
         m.batch_records
             .with_label_values(&[name])
-            .inc_by(batch.len() as u64);
+            .inc_by(records as u64);
     }
-    Written { batch, outcome }
+    Written {
+        records,
+        last,
+        outcome,
+    }
 }
 
 /// Stores the offsets of written batches, given in batch order, until one is not written: from
@@ -251,20 +322,18 @@ impl Offsets<'_> {
             stage: sink,
             reason: format!("batch write task failed: {err}"),
         });
-        let batch = match written {
+        let last = match written {
             Ok(Written {
-                batch,
+                last,
                 outcome: Ok(true),
-            }) if !self.gap => batch,
+                ..
+            }) if !self.gap => last,
             Ok(Written {
-                batch,
+                records,
                 outcome: Ok(_),
+                ..
             }) => {
-                debug!(
-                    sink,
-                    records = batch.len(),
-                    "batch unwritten, or after one that is"
-                );
+                debug!(sink, records, "batch unwritten, or after one that is");
                 self.gap = true;
                 return Ok(false);
             }
@@ -276,15 +345,6 @@ impl Offsets<'_> {
                 return Err(err);
             }
         };
-        // A partition's records are in offset order within the batch: its last one is the offset
-        // to store.
-        let mut last: Vec<&Origin> = Vec::new();
-        for record in batch.iter().rev() {
-            let origin = &record.origin;
-            if !last.iter().any(|seen| seen.same_partition(origin)) {
-                last.push(origin);
-            }
-        }
         for Origin {
             topic,
             partition,
@@ -292,7 +352,7 @@ impl Offsets<'_> {
         } in last
         {
             // Fails only for a partition revoked meanwhile; its new owner writes it again.
-            let _ = self.consumer.store_offset(topic, *partition, *offset);
+            let _ = self.consumer.store_offset(&topic, partition, offset);
         }
         Ok(true)
     }

@@ -51,6 +51,8 @@ struct Group {
 
 #[async_trait]
 impl BatchSink for ArchiveSink {
+    type Batch = Vec<RawRecord>;
+
     fn name(&self) -> &'static str {
         "archive"
     }
@@ -59,9 +61,19 @@ impl BatchSink for ArchiveSink {
         WEBHOOKS_RAW
     }
 
-    async fn write(&self, batch: &[RawRecord]) -> Result<(), StageError> {
+    fn batch(&self, records: usize) -> Vec<RawRecord> {
+        Vec::with_capacity(records)
+    }
+
+    /// The archive writes each record whole: the batch keeps them.
+    fn add(&self, batch: &mut Vec<RawRecord>, record: RawRecord) -> Result<(), StageError> {
+        batch.push(record);
+        Ok(())
+    }
+
+    async fn write(&self, batch: &mut Vec<RawRecord>) -> Result<(), StageError> {
         let mut groups: BTreeMap<Group, Vec<&RawRecord>> = BTreeMap::new();
-        for record in batch {
+        for record in batch.iter() {
             let bucket = match record.header(SOURCE_HEADER) {
                 Some("genesys") => WEBHOOKS_OUTBOUND_BUCKET,
                 _ => WEBHOOKS_INBOUND_BUCKET,

@@ -5,10 +5,16 @@
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use wabaflow_pipeline::config::ClickHouseConfig;
-use wabaflow_pipeline::{BatchSink, Origin, RawRecord};
+use wabaflow_pipeline::{BatchSink, Origin, RawRecord, StageError};
 use wabaflow_schemas::billing::UsageRecord;
 use wabaflow_schemas::{ConversationKey, Envelope, Event, Source};
 use wabaflow_sinks::clickhouse::{ClickHouseClient, ClickHouseSink, Feed, MIGRATIONS};
+
+/// Writes `records` as one batch, gathered as the runner gathers one.
+async fn write(sink: &ClickHouseSink, records: &[RawRecord]) -> Result<(), StageError> {
+    let mut batch = sink.gather(records.to_vec())?;
+    sink.write(&mut batch).await
+}
 
 fn client() -> ClickHouseClient {
     let config = ClickHouseConfig {
@@ -112,9 +118,10 @@ async fn migrations_apply_once_and_replayed_batches_count_once() {
 
     let messages: Vec<RawRecord> = (0..40).map(|i| record(i64::from(i), &message(i))).collect();
     let inbound = ClickHouseSink::new(client.clone(), Feed::Inbound);
-    inbound.write(&messages).await.expect("written");
-    // A crash after the insert, before the offsets were committed: the same batch again.
-    inbound.write(&messages).await.expect("written again");
+    write(&inbound, &messages).await.expect("written");
+    // A crash after the insert, before the offsets were committed: the same records again, in
+    // a batch of their own.
+    write(&inbound, &messages).await.expect("written again");
 
     let costs = [62_500i64, 62_500, 25_000];
     let usages: Vec<RawRecord> = costs
@@ -123,8 +130,8 @@ async fn migrations_apply_once_and_replayed_batches_count_once() {
         .map(|(i, cost)| record(i as i64, &usage(i as u32, *cost)))
         .collect();
     let meter = ClickHouseSink::new(client.clone(), Feed::Usage);
-    meter.write(&usages).await.expect("written");
-    meter.write(&usages).await.expect("written again");
+    write(&meter, &usages).await.expect("written");
+    write(&meter, &usages).await.expect("written again");
 
     let db = client.database().to_owned();
     let number = |sql: String| {

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use wabaflow_pipeline::config::ClickHouseConfig;
 
@@ -57,10 +58,12 @@ pub enum ClickHouseError {
 }
 
 /// The body of one `INSERT … FORMAT JSONEachRow`: rows encoded one by one as they are made, so a
-/// batch never holds its rows as values too.
+/// batch never holds its rows as values too. Sent as it is, however often the insert is tried.
 #[derive(Debug, Default)]
 pub struct JsonEachRow {
     body: Vec<u8>,
+    /// The body once sent: shared with each request, never copied.
+    sent: Option<Bytes>,
     count: usize,
 }
 
@@ -69,11 +72,15 @@ impl JsonEachRow {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             body: Vec::with_capacity(bytes),
+            sent: None,
             count: 0,
         }
     }
 
+    /// Appends a row. A body is complete once sent: rows are added while a batch gathers, and
+    /// only a gathered batch is written.
     pub fn push<R: Serialize>(&mut self, row: &R) -> Result<(), ClickHouseError> {
+        debug_assert!(self.sent.is_none(), "a row added to a body already sent");
         serde_json::to_writer(&mut self.body, row)
             .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
         self.body.push(b'\n');
@@ -83,6 +90,13 @@ impl JsonEachRow {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The body to send: the rows' bytes, frozen at the first call.
+    fn bytes(&mut self) -> Bytes {
+        self.sent
+            .get_or_insert_with(|| Bytes::from(std::mem::take(&mut self.body)))
+            .clone()
     }
 }
 
@@ -127,19 +141,28 @@ impl ClickHouseClient {
         for row in rows {
             body.push(row)?;
         }
-        self.insert_rows(table, body).await
+        self.insert_rows(table, &mut body).await
     }
 
-    /// Inserts rows already encoded into `table` of the database, in one request.
-    pub async fn insert_rows(&self, table: &str, rows: JsonEachRow) -> Result<(), ClickHouseError> {
+    /// Inserts rows already encoded into `table` of the database, in one request; the same rows
+    /// again when called again (a retry).
+    pub async fn insert_rows(
+        &self,
+        table: &str,
+        rows: &mut JsonEachRow,
+    ) -> Result<(), ClickHouseError> {
         if rows.is_empty() {
             return Ok(());
         }
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
-        self.post(rows.body, Some(&query)).await.map(|_| ())
+        self.post(rows.bytes(), Some(&query)).await.map(|_| ())
     }
 
-    async fn post(&self, body: Vec<u8>, query: Option<&str>) -> Result<String, ClickHouseError> {
+    async fn post(
+        &self,
+        body: impl Into<reqwest::Body>,
+        query: Option<&str>,
+    ) -> Result<String, ClickHouseError> {
         let mut request = self
             .http
             .post(&self.url)
