@@ -359,7 +359,8 @@ pub struct ClickHouseConfig {
     pub timeout_ms: u64,
     /// Rows per insert at most. Larger inserts make fewer parts for ClickHouse to write and merge
     /// (25 000 carried about a tenth more rows/s than 10 000 on two cores) but hold more memory
-    /// while a sink catches up on a backlog (62–67 MiB at its peak against 50–54; docs/benchmarks.md).
+    /// while a sink catches up on a backlog (62–67 MiB at its peak against 50–54;
+    /// docs/benchmarks.md).
     pub batch_max_rows: usize,
     pub batch_max_age_ms: u64,
 }
