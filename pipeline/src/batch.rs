@@ -1,5 +1,5 @@
 //! [`BatchRunner`]: drives a [`BatchSink`] — a sink that writes many records at once (the S3
-//! archive now, ClickHouse next) — at least once, with offsets that never pass an unwritten record.
+//! archive, ClickHouse) — at least once, with offsets that never pass an unwritten record.
 //!
 //! Records accumulate until `max_records` or until the oldest is `max_age` old, each handed to the
 //! sink as it is read ([`BatchSink::add`]: ClickHouse encodes its row there, so a batch holds the

@@ -73,7 +73,8 @@ pub struct KafkaConfig {
     /// that holds fetches for the full wait (tansu); a long-poll cap on Kafka.
     pub fetch_wait_max_ms: u32,
     /// `linger.ms` of every producer: how long records wait to share a batch. Longer means fewer,
-    /// larger batches, which a broker whose fetches list every stored batch (tansu) serves faster.
+    /// larger batches — less work for a broker that lists every stored batch on a fetch (tansu)
+    /// — and as much more latency on every hop.
     pub linger_ms: u32,
     /// Partitions of every topic `wabaflow topics create` makes, instead of the registry's
     /// (12 per conversation topic, 6 for raw webhooks). Fixed once a topic exists. Fewer suit a
