@@ -2,14 +2,19 @@
 //! while a load crosses all of them: customer texts at a fixed rate (open loop) through the
 //! inbound chain to the Genesys simulator, then agent replies through the outbound chain to the
 //! Meta simulator, whose status webhooks come back through the edge to transform, receipts and
-//! the meter; the ClickHouse and archive sinks follow along.
+//! the meter; the ClickHouse and archive sinks follow along. Then a backlog: `sink:clickhouse`
+//! started on rows already in its topic (as after its own outage, or ClickHouse's) reads them as
+//! fast as it can, which holds more than following a steady load.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use futures::StreamExt;
 use wabaflow_pipeline::Config;
+use wabaflow_schemas::topics::WA_INBOUND_MAPPED;
 use wabaflow_sims::genesys::agent::AgentDriver;
+use wabaflow_sinks::clickhouse::ClickHouseClient;
 
 use super::rig;
 use super::{Bench, Outcome, Ratio, Target, peak_rss, scaled, scratch, until};
@@ -19,6 +24,8 @@ use crate::replay::{client, open_loop};
 const LIMIT_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
 const RATE: f64 = 500.0;
 const CUSTOMERS: u64 = 1_000;
+/// Rows `sink:clickhouse` catches up on, at scale 1.
+const BACKLOG_ROWS: f64 = 100_000.0;
 
 /// Kills the role processes however the benchmark ends.
 struct Children(Vec<(Role, tokio::process::Child)>);
@@ -150,23 +157,29 @@ pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Re
         let pid = child
             .id()
             .with_context(|| format!("{role} exited early; see {}", dir.display()))?;
-        peaks.push((*role, peak_rss(pid)?));
+        peaks.push((role.to_string(), peak_rss(pid)?));
     }
     drop(children);
+    let backlog = scaled(BACKLOG_ROWS, scale, 500);
+    let caught_up = catch_up(base, backlog, exe, &dir).await?;
+    peaks.push((format!("{} catching up", Role::ClickHouse), caught_up));
     // The logs stay behind only when something failed (the early returns above).
     let _ = std::fs::remove_dir_all(&dir);
     let (worst_role, worst) = peaks
         .iter()
         .max_by_key(|(_, bytes)| *bytes)
-        .copied()
+        .cloned()
         .context("no role")?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut details = vec![format!(
-        "{count} customer texts at {RATE:.0}/s from {CUSTOMERS} customers, then {replies} agent replies and their statuses; one process per role"
+        "{count} customer texts at {RATE:.0}/s from {CUSTOMERS} customers, then {replies} agent replies and their statuses; one process per role; then {} catching up on {backlog} rows already in its topic",
+        Role::ClickHouse
     )];
-    details.extend(peaks.iter().map(|(role, bytes)| {
-        format!("{:<16} peak RSS {:>6.1} MiB", role.to_string(), mib(*bytes))
-    }));
+    details.extend(
+        peaks
+            .iter()
+            .map(|(role, bytes)| format!("{role:<16} peak RSS {:>6.1} MiB", mib(*bytes))),
+    );
     Ok(Outcome {
         bench: Bench::Memory,
         ratios: vec![Ratio {
@@ -178,6 +191,66 @@ pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Re
         }],
         details,
     })
+}
+
+/// Peak RSS of `sink:clickhouse` in a process of its own, started on `rows` customer messages
+/// already in its topic, once ClickHouse holds every row. Its topics and database are its own:
+/// no other role reads them.
+async fn catch_up(base: &Config, rows: u64, exe: &Path, dir: &Path) -> anyhow::Result<u64> {
+    let config = rig::isolated(base, "catchup");
+    wabaflow_pipeline::topics::create_all(&config.kafka).await?;
+    let events = rig::events(&rig::texts(rows, 5_000))?;
+    let topic = WA_INBOUND_MAPPED.qualified(&config.kafka.topic_prefix);
+    rig::preload(&config, &topic, &events).await?;
+    let file = dir.join("catch-up.toml");
+    write_private(
+        &file,
+        &toml::to_string(&config).context("serialising the config")?,
+    )?;
+    let role = Role::ClickHouse.to_string();
+    let sink = tokio::process::Command::new(exe)
+        .args(["--config"])
+        .arg(&file)
+        .args(["run", "--roles", &role])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("catch-up.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {role}"))?;
+    let clickhouse = ClickHouseClient::new(&config.clickhouse)?;
+    let count = format!(
+        "SELECT count() FROM {}.message_events",
+        clickhouse.database()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    // The sink creates its database when it starts: until then there is nothing to count.
+    while clickhouse
+        .query(&count)
+        .await
+        .ok()
+        .and_then(|held| held.trim().parse::<u64>().ok())
+        .is_none_or(|held| held < rows)
+    {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{role} did not write {rows} rows within 5 minutes; see {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let pid = sink
+        .id()
+        .with_context(|| format!("{role} exited early; see {}", dir.display()))?;
+    let peak = peak_rss(pid)?;
+    drop(sink);
+    clickhouse
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            clickhouse.database()
+        ))
+        .await?;
+    Ok(peak)
 }
 
 /// The customer (`from`) of a text webhook.
