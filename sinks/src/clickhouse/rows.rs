@@ -10,6 +10,7 @@ use uuid::Uuid;
 use wabaflow_schemas::SCHEMA_VERSION;
 use wabaflow_schemas::billing::UsageRecord;
 use wabaflow_schemas::envelope::EnvelopeError;
+use wabaflow_schemas::rfc3339;
 
 /// One row and the table it goes to.
 #[derive(Debug, Serialize)]
@@ -92,17 +93,40 @@ pub struct UsageRow<'a> {
 pub struct ClickHouseDateTime(pub DateTime<Utc>);
 
 impl Serialize for ClickHouseDateTime {
+    /// Written into a buffer on the stack rather than through `fmt` (a character at a time, 3 % of
+    /// the sink's CPU for its two times per row).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let at = self.0;
-        serializer.collect_str(&format_args!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            at.year(),
-            at.month(),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        ))
+        let mut text = *b"0000-00-00 00:00:00";
+        match u32::try_from(at.year()) {
+            Ok(year @ 0..=9999) => {
+                digits(&mut text[0..4], year);
+                digits(&mut text[5..7], at.month());
+                digits(&mut text[8..10], at.day());
+                digits(&mut text[11..13], at.hour());
+                digits(&mut text[14..16], at.minute());
+                digits(&mut text[17..19], at.second());
+                serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII digits"))
+            }
+            // Outside what ClickHouse's `DateTime` holds anyway; written as before, for its error.
+            _ => serializer.collect_str(&format_args!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                at.year(),
+                at.month(),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )),
+        }
+    }
+}
+
+/// `value`'s last `slot.len()` decimal digits into `slot`, zero-padded.
+fn digits(slot: &mut [u8], mut value: u32) {
+    for digit in slot.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -135,8 +159,10 @@ pub struct Analytics<'a> {
     #[serde(borrow)]
     conversation_key: Cow<'a, str>,
     schema_version: u16,
-    #[serde(default)]
+    /// Read as the stages read them (`rfc3339`): chrono's own `Deserialize` took 4 % of the sink.
+    #[serde(default, deserialize_with = "rfc3339::optional")]
     occurred_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "rfc3339::time")]
     received_at: DateTime<Utc>,
     #[serde(borrow)]
     event: EventFields<'a>,
@@ -341,10 +367,46 @@ impl<'a> Analytics<'a> {
 /// Rows are read from envelopes as `Envelope` writes them.
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
     use serde_json::{Value, json};
     use wabaflow_schemas::{ConversationKey, Envelope, Event, SendOutcome, Source};
 
     use super::*;
+
+    #[test]
+    fn clickhouse_times_are_written_as_the_formatter_wrote_them() {
+        let formatted = |at: DateTime<Utc>| {
+            format!(
+                "\"{:04}-{:02}-{:02} {:02}:{:02}:{:02}\"",
+                at.year(),
+                at.month(),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )
+        };
+        let times = [
+            at(),
+            DateTime::UNIX_EPOCH,
+            Utc.with_ymd_and_hms(2105, 12, 31, 23, 59, 59)
+                .single()
+                .expect("time"),
+            Utc.with_ymd_and_hms(9999, 1, 2, 3, 4, 5)
+                .single()
+                .expect("time"),
+            Utc.with_ymd_and_hms(12_000, 6, 7, 8, 9, 10)
+                .single()
+                .expect("time"),
+            Utc.with_ymd_and_hms(-1, 6, 7, 8, 9, 10)
+                .single()
+                .expect("time"),
+        ];
+        for at in times {
+            let written = serde_json::to_string(&ClickHouseDateTime(at)).expect("writes");
+            assert_eq!(written, formatted(at), "{at:?}");
+        }
+    }
 
     fn at() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-01-31T23:59:58.9Z")
