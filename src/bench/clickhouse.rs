@@ -152,7 +152,8 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn count(client: &ClickHouseClient) -> anyhow::Result<u64> {
+/// Rows in the client's database's `message_events`.
+pub(super) async fn count(client: &ClickHouseClient) -> anyhow::Result<u64> {
     Ok(client
         .query(&format!(
             "SELECT count() FROM {}.message_events",

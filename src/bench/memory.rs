@@ -16,6 +16,7 @@ use wabaflow_schemas::topics::WA_INBOUND_MAPPED;
 use wabaflow_sims::genesys::agent::AgentDriver;
 use wabaflow_sinks::clickhouse::ClickHouseClient;
 
+use super::clickhouse::count;
 use super::rig;
 use super::{Bench, Outcome, Ratio, Target, peak_rss, scaled, scratch, until};
 use crate::node::Role;
@@ -58,19 +59,8 @@ pub async fn run(base: &Config, scale: f64, exe: &std::path::Path) -> anyhow::Re
     // The edge first: the other roles' tenant registry is written by whoever starts first, and
     // the edge is the one the load needs.
     for role in Role::ALL {
-        let log =
-            std::fs::File::create(dir.join(format!("{}.log", role.to_string().replace(':', "-"))))?;
-        let child = tokio::process::Command::new(exe)
-            .args(["--config"])
-            .arg(&file)
-            .args(["run", "--roles", &role.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {role}"))?;
-        children.0.push((role, child));
+        let log = dir.join(format!("{}.log", role.to_string().replace(':', "-")));
+        children.0.push((role, start(exe, &file, role, &log)?));
     }
 
     let url = format!(
@@ -207,31 +197,12 @@ async fn catch_up(base: &Config, rows: u64, exe: &Path, dir: &Path) -> anyhow::R
         &file,
         &toml::to_string(&config).context("serialising the config")?,
     )?;
-    let role = Role::ClickHouse.to_string();
-    let sink = tokio::process::Command::new(exe)
-        .args(["--config"])
-        .arg(&file)
-        .args(["run", "--roles", &role])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("catch-up.log"))?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {role}"))?;
+    let role = Role::ClickHouse;
+    let sink = start(exe, &file, role, &dir.join("catch-up.log"))?;
     let clickhouse = ClickHouseClient::new(&config.clickhouse)?;
-    let count = format!(
-        "SELECT count() FROM {}.message_events",
-        clickhouse.database()
-    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     // The sink creates its database when it starts: until then there is nothing to count.
-    while clickhouse
-        .query(&count)
-        .await
-        .ok()
-        .and_then(|held| held.trim().parse::<u64>().ok())
-        .is_none_or(|held| held < rows)
-    {
+    while !count(&clickhouse).await.is_ok_and(|held| held >= rows) {
         ensure!(
             tokio::time::Instant::now() < deadline,
             "{role} did not write {rows} rows within 5 minutes; see {}",
@@ -251,6 +222,20 @@ async fn catch_up(base: &Config, rows: u64, exe: &Path, dir: &Path) -> anyhow::R
         ))
         .await?;
     Ok(peak)
+}
+
+/// `exe run --roles {role}` with the config in `file`, its log in `log`; killed when dropped.
+fn start(exe: &Path, file: &Path, role: Role, log: &Path) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(exe)
+        .args(["--config"])
+        .arg(file)
+        .args(["run", "--roles", &role.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {role}"))
 }
 
 /// The customer (`from`) of a text webhook.
