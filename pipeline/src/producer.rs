@@ -54,7 +54,7 @@ impl Record {
     pub fn event(topic: impl Into<Arc<str>>, event: &Envelope) -> Self {
         let record = Self::new(
             topic,
-            Some(event.conversation_key.to_string()),
+            Some(event.conversation_key.as_str().to_owned()),
             event.to_json(),
         );
         match event.event.idempotency_key() {

@@ -352,9 +352,12 @@ impl<S: Stage> StageRunner<S> {
     ) -> Result<Finished<S::Receipt>, RunnerError> {
         let outputs = match result {
             Ok(Outcome::Emit(events, receipt)) => {
-                let records = events
-                    .iter()
-                    .map(|event| (Some(event.conversation_key.to_string()), event.to_json()));
+                let records = events.iter().map(|event| {
+                    (
+                        Some(event.conversation_key.as_str().to_owned()),
+                        event.to_json(),
+                    )
+                });
                 self.outputs(records, receipt, &record.origin)?
             }
             Ok(Outcome::Forward(receipt)) => {

@@ -169,11 +169,21 @@ impl TenantRegistry {
         self.lookup(integration_key(integration_id)).await
     }
 
+    /// Tenant `id` if this process opened it less than [`CACHE_TTL`] ago: no store read, no wait.
+    pub fn cached(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.fresh(&tenant_key(id))
+    }
+
+    fn fresh(&self, key: &str) -> Option<Arc<Tenant>> {
+        self.cache_lock()
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(tenant, _)| tenant.clone())
+    }
+
     async fn lookup(&self, key: String) -> Result<Option<Arc<Tenant>>, TenantError> {
-        if let Some((tenant, at)) = self.cache_lock().get(&key)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(Some(tenant.clone()));
+        if let Some(tenant) = self.fresh(&key) {
+            return Ok(Some(tenant));
         }
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
@@ -369,6 +379,24 @@ mod tests {
             assert_eq!(*found.expect("lookup").expect("found"), acme);
         }
         assert!(registry.by_phone("999").await.expect("lookup").is_none());
+    }
+
+    #[tokio::test]
+    async fn only_a_tenant_this_process_opened_is_cached_and_forgetting_drops_it() {
+        let store = Arc::new(MemoryStore::new());
+        let registry = TenantRegistry::new(store, &EncryptionKey::generate());
+        registry.put(&tenant()).await.expect("put");
+        assert!(registry.cached("acme").is_none(), "put opens nothing");
+
+        // Opened through another index: the tenant's own key is what a lookup by id reads.
+        registry.by_phone("106540352242922").await.expect("lookup");
+        assert!(registry.cached("acme").is_none());
+        registry.get("acme").await.expect("lookup");
+        assert_eq!(*registry.cached("acme").expect("cached"), tenant());
+        assert!(registry.cached("other").is_none());
+
+        registry.forget("acme");
+        assert!(registry.cached("acme").is_none());
     }
 
     #[tokio::test]
