@@ -1,5 +1,6 @@
-//! `sink:genesys`: `delivery.genesys.v1` → Genesys Cloud, one event at a time per partition, so a
-//! conversation's messages reach the agent in order: customer messages to `/inbound/open/message`,
+//! `sink:genesys`: `delivery.genesys.v1` → Genesys Cloud, one event at a time per conversation
+//! (the runner's per-key order; different conversations go on at once), so a conversation's
+//! messages reach the agent in order: customer messages to `/inbound/open/message`,
 //! delivery receipts of agents' messages to `/inbound/open/receipt`.
 //!
 //! Exactly once, as far as we can make it: a message whose tracking already holds a Genesys
