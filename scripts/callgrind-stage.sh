@@ -6,6 +6,7 @@
 #   scripts/callgrind-stage.sh                     the release build of this checkout
 #   scripts/callgrind-stage.sh path/to/wabaflow    another build (e.g. the commit before), to compare
 #   SCALE=0.2 scripts/callgrind-stage.sh           more records (default 0.1: 6 000 a stage)
+#   KEEP=/tmp/cg.out scripts/callgrind-stage.sh    keep the profile, for callgrind_annotate --tree=calling
 #
 # Only each runner's task is counted (from `Runners::stage`'s future down: reading records, the
 # stage, encoding, enqueueing, settling); librdkafka's own threads, the copy baseline and the
@@ -23,7 +24,7 @@ if [[ -z $exe ]]; then
   exe=$CARGO_TARGET_DIR/release/wabaflow
 fi
 out=$(mktemp -d)
-trap 'scripts/services.sh down >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
+trap 'scripts/services.sh down >/dev/null 2>&1 || true; [[ -z ${KEEP:-} ]] || cp "$out/callgrind.out" "$KEEP"; rm -rf "$out"' EXIT
 scripts/services.sh down >/dev/null 2>&1 || true
 scripts/services.sh up >/dev/null
 

@@ -351,7 +351,7 @@ impl Envelope {
         // empty, the vector was reallocated and copied seven times or more per envelope.
         let mut json = Vec::with_capacity(1024);
         // An envelope holds only strings, numbers and JSON values: encoding cannot fail.
-        serde_json::to_writer(&mut json, self).expect("envelope serializes to JSON");
+        crate::json::to_writer(&mut json, self).expect("envelope serializes to JSON");
         json
     }
 

@@ -1,5 +1,6 @@
 //! Every Meta webhook sample in `../shared/fixtures/meta/` decodes into the typed model and
-//! re-encodes to the same JSON: nothing Meta sends is dropped on the way through wabaflow.
+//! re-encodes to the same JSON: nothing Meta sends is dropped on the way through wabaflow. The
+//! encoder of records (`json::to_writer`) writes the very bytes serde_json writes for each.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,15 @@ fn every_shared_meta_fixture_round_trips() {
             }
         };
         let encoded = serde_json::to_value(&webhook).expect("encodes");
+        let (mut ours, theirs) = (Vec::new(), serde_json::to_vec(&webhook).expect("encodes"));
+        wabaflow_schemas::json::to_writer(&mut ours, &webhook).expect("encodes");
+        if ours != theirs {
+            failures.push(format!(
+                "{}: the records' encoder wrote other bytes than serde_json:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&ours)
+            ));
+        }
         if encoded != original {
             failures.push(format!(
                 "{}: round trip changed the payload:\n{encoded}",

@@ -1,6 +1,7 @@
 //! Every customer message in the shared Meta fixtures (`../shared/fixtures/meta`, 150+ real and
 //! SDK payloads) becomes a Genesys message that the Genesys simulator's rules accept: none is
-//! dropped. Media messages get a stand-in stored file, as the media stage would attach.
+//! dropped. Media messages get a stand-in stored file, as the media stage would attach. Each is
+//! encoded for its record byte for byte as serde_json encodes it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +66,15 @@ fn every_fixture_message_type_becomes_a_genesys_message() {
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 // What the Genesys simulator (and Genesys) would accept.
                 let json = serde_json::to_value(&normalized).expect("encodes");
+                // Written into records by `json::to_writer`: the bytes serde_json writes.
+                let mut written = Vec::new();
+                wabaflow_schemas::json::to_writer(&mut written, &normalized).expect("encodes");
+                assert_eq!(
+                    String::from_utf8(written).expect("UTF-8"),
+                    serde_json::to_string(&normalized).expect("encodes"),
+                    "{}",
+                    path.display()
+                );
                 let back: InboundMessage = serde_json::from_value(json).expect("decodes");
                 let has_text = back.text.as_deref().is_some_and(|t| !t.trim().is_empty());
                 assert!(

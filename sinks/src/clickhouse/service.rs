@@ -81,7 +81,7 @@ impl JsonEachRow {
     /// only a gathered batch is written.
     pub fn push<R: Serialize>(&mut self, row: &R) -> Result<(), ClickHouseError> {
         debug_assert!(self.sent.is_none(), "a row added to a body already sent");
-        serde_json::to_writer(&mut self.body, row)
+        wabaflow_schemas::json::to_writer(&mut self.body, row)
             .map_err(|err| ClickHouseError::Unavailable(err.to_string()))?;
         self.body.push(b'\n');
         self.count += 1;
