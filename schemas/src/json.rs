@@ -1,17 +1,18 @@
 //! JSON for records and requests: decoded by serde_json, checked as UTF-8 once and parsed as
 //! text; encoded by sonic-rs.
 //!
-//! Encoding an envelope, serde_json escapes strings a byte at a time through a table (more than
-//! half of its instructions, and not something its `Formatter` can replace); sonic-rs' serializer
-//! scans 16 bytes at a time with SIMD and writes the same bytes for the same values — the tests
-//! below and in `envelope` check that. Both go through the types' `Serialize`; the one thing
+//! Encoding, serde_json escapes strings a byte at a time through a table (more than half of an
+//! envelope's encoding, and not something its `Formatter` can replace); sonic-rs' serializer scans
+//! 32 bytes at a time with SIMD and writes the same bytes for the same values — checked here, over
+//! every shared Meta fixture (`tests/fixtures.rs`) and over the Genesys messages transform makes of
+//! them (the stages' `transform_fixtures`). Both go through the types' `Serialize`; the one thing
 //! sonic-rs cannot write is serde_json's `RawValue` (serde_json's own private token), which no
 //! encoded type holds: it is only read (`meta::webhook`).
 //!
-//! Decoding, `serde_json::from_slice` checks every string it reads as UTF-8 on its own, one call per string;
-//! JSON is UTF-8 as a whole (RFC 8259), so checking the whole input once and parsing it as `&str`
-//! accepts and refuses the same documents for fewer instructions (an envelope's decode took about a
-//! sixth fewer under callgrind, docs/benchmarks.md).
+//! Decoding, `serde_json::from_slice` checks every string it reads as UTF-8 on its own, one call
+//! per string; JSON is UTF-8 as a whole (RFC 8259), so checking the whole input once and parsing it
+//! as `&str` accepts and refuses the same documents for fewer instructions (an envelope's decode
+//! took about a sixth fewer under callgrind, docs/benchmarks.md).
 
 use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
@@ -89,8 +90,11 @@ mod tests {
         .map(str::to_owned)
         .chain((0u8..0x80).map(|b| format!("{}x{}", "a".repeat(usize::from(b % 40)), b as char)))
         .collect();
-        let numbers = serde_json::json!([0, -1, u64::MAX, i64::MIN, 1.5, -0.25, 37.483307, 1e-7]);
-        let value = serde_json::json!({ "strings": strings, "numbers": numbers, "nested": { "a": [null, true, false, {}] } });
+        let value = serde_json::json!({
+            "strings": strings,
+            "numbers": [0, -1, u64::MAX, i64::MIN, 1.5, -0.25, 37.483307, 1e-7],
+            "nested": { "a": [null, true, false, {}] },
+        });
         let mut ours = Vec::new();
         to_writer(&mut ours, &value).expect("encodes");
         assert_eq!(
