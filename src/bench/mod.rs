@@ -27,6 +27,7 @@ mod memory;
 mod rig;
 mod sender;
 mod stage;
+mod threads;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ use wabaflow_schemas::topics::{
 };
 
 use super::rig;
-use super::{Bench, Outcome, Ratio, Target, cpu_seconds, scaled, until};
+use super::{Bench, Outcome, Ratio, Target, cpu_seconds, scaled, threads, until};
 use crate::node::Role;
 
 /// One pass over the load.
@@ -32,6 +32,8 @@ struct Pass {
     record_bytes: usize,
     cpu: f64,
     wall: Duration,
+    /// Where the CPU went, by thread ([`threads::shares`]).
+    threads: String,
 }
 
 impl Pass {
@@ -77,6 +79,8 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
             copy.cpu,
             copy.per_second()
         ));
+        details.push(format!("{name}'s CPU by thread: {}", ours.threads));
+        details.push(format!("the copy's CPU by thread: {}", copy.threads));
     }
     Ok(Outcome {
         bench: Bench::Stage,
@@ -115,7 +119,7 @@ async fn measure(
         consumed() > consumed_before
     })
     .await?;
-    let cpu_before = cpu_seconds();
+    let (cpu_before, threads_before) = (cpu_seconds(), threads::snapshot());
     let done = until(
         "the stage to emit every event",
         Duration::from_secs(600),
@@ -123,6 +127,7 @@ async fn measure(
     )
     .await?;
     let cpu = cpu_seconds() - cpu_before;
+    let threads = threads::shares(&threads_before, &threads::snapshot());
     rig::stop(node).await?;
     Ok((
         Pass {
@@ -130,6 +135,7 @@ async fn measure(
             record_bytes,
             cpu,
             wall: done - first,
+            threads,
         },
         Pass {
             record_bytes,
@@ -152,6 +158,7 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
         .await
         .context("the copy's producer got no id")?;
     let mut cpu_before = None;
+    let mut threads_before = None;
     let mut first = None;
     let mut pending = VecDeque::new();
     for _ in 0..n {
@@ -161,6 +168,7 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
         if first.is_none() {
             first = Some(tokio::time::Instant::now());
             cpu_before = Some(cpu_seconds());
+            threads_before = Some(threads::snapshot());
         }
         let record = Record::new(
             output,
@@ -186,11 +194,13 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
         consumer.store_offset(input, partition, offset)?;
     }
     let cpu = cpu_seconds() - cpu_before.context("the copy read nothing")?;
+    let threads = threads::shares(&threads_before.unwrap_or_default(), &threads::snapshot());
     let first = first.context("the copy read nothing")?;
     Ok(Pass {
         events: n,
         record_bytes: 0,
         cpu,
         wall: first.elapsed(),
+        threads,
     })
 }
