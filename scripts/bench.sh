@@ -6,6 +6,8 @@
 #   scripts/bench.sh ingest e2e           some of them
 #   scripts/bench.sh --scale 0.2          a lighter run
 #   scripts/bench.sh --rounds 1           one run of each (default 3, the median reported)
+#   scripts/bench.sh --json out.json      also write the numbers as JSON (each run's, the medians;
+#                                         a relative path is the checkout's)
 #
 # tansu keeps every record in memory and slows down as it fills, so every run of each benchmark
 # starts on a freshly started broker (and fresh Redis and ClickHouse); the services are stopped at
@@ -24,7 +26,7 @@ benches=()
 options=()
 while (($#)); do
   case $1 in
-    --scale|--rounds) options+=("$1" "$2"); shift 2 ;;
+    --scale|--rounds|--json) options+=("$1" "$2"); shift 2 ;;
     --*) options+=("$1"); shift ;;
     *) benches+=("$1"); shift ;;
   esac

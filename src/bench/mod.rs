@@ -24,6 +24,7 @@ mod clickhouse;
 mod e2e;
 mod ingest;
 mod memory;
+mod report;
 mod rig;
 mod sender;
 mod stage;
@@ -75,6 +76,10 @@ pub struct BenchArgs {
     /// services with it: tansu slows down as it fills, so runs sharing one broker are not alike).
     #[arg(long)]
     pub before_each: Option<String>,
+    /// Also writes the outcomes to FILE as JSON: each ratio's median and its value in every run,
+    /// the details, the machine and the Kafka settings — to compare across commits.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// Which way a ratio must go.
@@ -231,6 +236,14 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
             |p| p.to_string()
         ),
     );
+    let mut report = report::Report {
+        started_at: chrono::Utc::now(),
+        machine: report::Machine::this(),
+        kafka: kafka.into(),
+        scale,
+        rounds,
+        benchmarks: Vec::new(),
+    };
     let mut outcomes = Vec::new();
     for bench in chosen {
         let mut runs = Vec::with_capacity(rounds);
@@ -252,8 +265,15 @@ pub async fn run(args: &BenchArgs, config: &Config) -> anyhow::Result<Vec<Outcom
             }
             runs.push(outcome);
         }
-        let outcome = Outcome::median(runs)?;
+        let outcome = Outcome::median(runs.clone())?;
         println!("{outcome}");
+        report
+            .benchmarks
+            .push(report::BenchReport::new(&outcome, &runs));
+        // Rewritten after each benchmark: a run cut short keeps what it measured.
+        if let Some(path) = &args.json {
+            report.write(path)?;
+        }
         outcomes.push(outcome);
     }
     Ok(outcomes)
