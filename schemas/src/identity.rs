@@ -51,22 +51,24 @@ pub enum Identity<'a> {
 
 impl Identity<'_> {
     pub fn key(&self) -> String {
+        // `concat` sizes the key once and copies its parts; `format!` goes through the
+        // formatting machinery for what is only text (about a third of the instructions).
         match self {
-            Identity::Message(wamid) => format!("wa:msg:{wamid}"),
-            Identity::Status { wamid, status } => format!("wa:status:{wamid}:{status}"),
-            Identity::GenesysInbound { wamid } => format!("genesys:in:{wamid}"),
-            Identity::GenesysOutbound { message_id } => format!("genesys:out:{message_id}"),
+            Identity::Message(wamid) => ["wa:msg:", wamid].concat(),
+            Identity::Status { wamid, status } => ["wa:status:", wamid, ":", status].concat(),
+            Identity::GenesysInbound { wamid } => ["genesys:in:", wamid].concat(),
+            Identity::GenesysOutbound { message_id } => ["genesys:out:", message_id].concat(),
             Identity::Send { send_key } => (*send_key).to_owned(),
-            Identity::SendResult { send_key } => format!("result:{send_key}"),
-            Identity::Receipt { id, status } => format!("genesys:receipt:{id}:{status}"),
+            Identity::SendResult { send_key } => ["result:", send_key].concat(),
+            Identity::Receipt { id, status } => ["genesys:receipt:", id, ":", status].concat(),
             Identity::Usage {
                 conversation: Some(conversation),
                 ..
-            } => format!("usage:conversation:{conversation}"),
+            } => ["usage:conversation:", conversation].concat(),
             Identity::Usage {
                 conversation: None,
                 wamid,
-            } => format!("usage:message:{wamid}"),
+            } => ["usage:message:", wamid].concat(),
         }
     }
 }
@@ -217,6 +219,65 @@ mod tests {
 
     use super::*;
     use crate::Envelope;
+
+    #[test]
+    fn every_identity_spells_its_key() {
+        // These keys are stored (dedupe claims) and hashed into event ids: they never change.
+        let cases = [
+            (Identity::Message("wamid.M"), "wa:msg:wamid.M"),
+            (
+                Identity::Status {
+                    wamid: "wamid.S",
+                    status: "read",
+                },
+                "wa:status:wamid.S:read",
+            ),
+            (
+                Identity::GenesysInbound { wamid: "wamid.G" },
+                "genesys:in:wamid.G",
+            ),
+            (
+                Identity::GenesysOutbound { message_id: "m-1" },
+                "genesys:out:m-1",
+            ),
+            (
+                Identity::Send {
+                    send_key: "send:api:k",
+                },
+                "send:api:k",
+            ),
+            (
+                Identity::SendResult {
+                    send_key: "send:api:k",
+                },
+                "result:send:api:k",
+            ),
+            (
+                Identity::Receipt {
+                    id: "r-1",
+                    status: "Delivered",
+                },
+                "genesys:receipt:r-1:Delivered",
+            ),
+            (
+                Identity::Usage {
+                    conversation: Some("c-1"),
+                    wamid: "wamid.U",
+                },
+                "usage:conversation:c-1",
+            ),
+            (
+                Identity::Usage {
+                    conversation: None,
+                    wamid: "wamid.U",
+                },
+                "usage:message:wamid.U",
+            ),
+        ];
+        for (identity, key) in cases {
+            assert_eq!(identity.key(), key, "{identity:?}");
+        }
+    }
 
     fn envelope(event: Value) -> Vec<u8> {
         json!({
