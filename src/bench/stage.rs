@@ -6,7 +6,8 @@
 //! Both run in this process, one after the other, on a load produced beforehand; CPU time is the
 //! process's (user + system) from each one's first record to its last, so the broker's and Redis'
 //! work is not counted for either, nor is starting up (the stage's node connects to Redis and
-//! loads tenants; the copy only creates a consumer).
+//! loads tenants; the copy only creates a consumer). Each pass also prints where its CPU went by
+//! thread ([`threads`](super::threads)): the runtime's workers against librdkafka's threads.
 
 use std::collections::VecDeque;
 use std::time::Duration;
