@@ -82,8 +82,9 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
 }
 
-/// Which way a ratio must go.
-#[derive(Debug, Clone, Copy)]
+/// Which way a ratio must go; in JSON `{"at_least": 0.5}` or `{"at_most": 1.0}`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     AtLeast(f64),
     AtMost(f64),
@@ -99,7 +100,7 @@ impl Target {
 }
 
 /// One compared number: wabaflow's against its baseline's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Ratio {
     pub what: String,
     pub ours: f64,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use wabaflow_pipeline::config::KafkaConfig;
 
-use super::{Outcome, Ratio, Target};
+use super::{Outcome, Ratio};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -101,17 +101,13 @@ impl BenchReport {
     }
 }
 
+/// A ratio as [`Ratio`] serializes it (what, ours, baseline, unit, target), with its value,
+/// whether it met its target, and its value in every run.
 #[derive(Debug, Serialize)]
 pub struct RatioReport {
-    pub what: String,
-    pub unit: &'static str,
-    /// The median run's numbers.
-    pub ours: f64,
-    pub baseline: f64,
+    #[serde(flatten)]
+    pub median: Ratio,
     pub ratio: f64,
-    /// `"at_least"` or `"at_most"`.
-    pub target: &'static str,
-    pub limit: f64,
     pub met: bool,
     /// This ratio in every run, in the order they ran.
     pub runs: Vec<f64>,
@@ -119,18 +115,9 @@ pub struct RatioReport {
 
 impl RatioReport {
     fn new(ratio: &Ratio, runs: &[Outcome], index: usize) -> Self {
-        let (target, limit) = match ratio.target {
-            Target::AtLeast(limit) => ("at_least", limit),
-            Target::AtMost(limit) => ("at_most", limit),
-        };
         Self {
-            what: ratio.what.clone(),
-            unit: ratio.unit,
-            ours: ratio.ours,
-            baseline: ratio.baseline,
+            median: ratio.clone(),
             ratio: ratio.value(),
-            target,
-            limit,
             met: ratio.met(),
             runs: runs
                 .iter()
