@@ -1,5 +1,10 @@
 //! Configuration: built-in defaults, then a TOML file, then `WABAFLOW_*` environment variables
 //! (`WABAFLOW_KAFKA__BROKERS=host:9092` sets `kafka.brokers`; `__` separates sections).
+//!
+//! A key wabaflow does not know is an error that names it and where it came from, so a typo
+//! (`WABAFLOW_KAFKA__BROKER`, `fetch_wait_ms` in the file) stops the start instead of leaving a
+//! default in place. Only variables with a `__` are configuration: `WABAFLOW_CONFIG` (the file)
+//! and the test suite's `WABAFLOW_REDIS_URL` and the like are not.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -36,17 +41,60 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults, merged with `file` when given, merged with the environment.
+    /// Defaults, merged with `file` when given, merged with the environment. Refuses keys it
+    /// does not know.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
-            .merge(Env::prefixed("WABAFLOW_").split("__"))
-            .extract()
-            .map_err(Box::new)
+        let figment = figment.merge(
+            Env::prefixed("WABAFLOW_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let config: Config = figment.extract().map_err(Box::new)?;
+        match unknown_keys(&figment).as_slice() {
+            [] => Ok(config),
+            unknown => Err(Box::new(figment::Error::from(format!(
+                "unknown configuration {}: {}",
+                if unknown.len() == 1 { "key" } else { "keys" },
+                unknown.join(", ")
+            )))),
+        }
     }
+}
+
+/// The keys of `figment` that [`Config`] has no field for, each with where it was set.
+fn unknown_keys(figment: &Figment) -> Vec<String> {
+    let Ok(merged) = figment.extract::<figment::value::Value>() else {
+        return Vec::new();
+    };
+    let mut unknown = Vec::new();
+    // The values were checked by `extract` already; this pass only collects the keys it skips.
+    let _: Result<Config, _> =
+        serde_ignored::deserialize(&merged, |path| unknown.push(path.to_string()));
+    unknown
+        .into_iter()
+        .map(|key| {
+            let from = match figment.find_metadata(&key).and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(path)) => path.display().to_string(),
+                // Environment variables: their names, which figment keeps only lowercased.
+                _ => {
+                    let section = matches!(
+                        figment.find_value(&key),
+                        Ok(figment::value::Value::Dict(..))
+                    );
+                    format!(
+                        "WABAFLOW_{}{}",
+                        key.replace('.', "__").to_uppercase(),
+                        if section { "__…" } else { "" }
+                    )
+                }
+            };
+            format!("`{key}` (from {from})")
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -435,6 +483,49 @@ mod tests {
             assert_eq!(config.kafka.partitions_of(&inbound), 4);
             jail.set_env("WABAFLOW_KAFKA__PARTITIONS", "0");
             assert!(Config::load(None).is_err(), "a topic needs a partition");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn an_unknown_key_is_refused_with_where_it_came_from() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "wabaflow.toml",
+                "[kafka]\nbrokers = \"file:9092\"\nfetch_wait_ms = 3\n",
+            )?;
+            let err = Config::load(Some(Path::new("wabaflow.toml")))
+                .expect_err("a key kafka does not have")
+                .to_string();
+            assert!(err.contains("`kafka.fetch_wait_ms`"), "{err}");
+            assert!(err.contains("wabaflow.toml"), "{err}");
+
+            jail.create_file("wabaflow.toml", "[kafka]\nbrokers = \"file:9092\"\n")?;
+            jail.set_env("WABAFLOW_KAFKA__BROKER", "typo:9092");
+            jail.set_env("WABAFLOW_KAFAK__BROKERS", "typo:9092");
+            let err = Config::load(Some(Path::new("wabaflow.toml")))
+                .expect_err("two misspelt variables")
+                .to_string();
+            assert!(err.contains("unknown configuration keys"), "{err}");
+            assert!(
+                err.contains("`kafka.broker` (from WABAFLOW_KAFKA__BROKER)"),
+                "{err}"
+            );
+            assert!(err.contains("`kafak` (from WABAFLOW_KAFAK__…)"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn variables_without_a_section_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WABAFLOW_CONFIG", "/etc/wabaflow/wabaflow.toml");
+            jail.set_env("WABAFLOW_REDIS_URL", "redis://elsewhere:6379");
+            jail.set_env("WABAFLOW_STORE__REDIS_URL", "redis://here:6379");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.store.redis_url, "redis://here:6379");
             Ok(())
         });
     }

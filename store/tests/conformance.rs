@@ -1,6 +1,6 @@
 //! One conformance suite for every `StateStore` implementation reachable here: memory always,
 //! Redis at `WABAFLOW_REDIS_URL` (default `redis://127.0.0.1:6379`, started by
-//! `scripts/services.sh up`). ScyllaDB runs the same suite where it is reachable (docker compose).
+//! `scripts/services.sh up`). A ScyllaDB store, when it is written, joins the same suite.
 
 use std::sync::Arc;
 use std::time::Duration;
