@@ -47,6 +47,33 @@ fn the_shipped_configuration_file_loads_with_every_key_known() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)]
+fn the_files_commented_tenant_loads_once_uncommented_and_a_misspelt_field_is_named() {
+    let shipped = read("config/wabaflow.toml");
+    let example: String = shipped
+        .lines()
+        .skip_while(|line| *line != "# [[tenants]]")
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(example.contains("[tenants.genesys]"), "{example}");
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("tenant.toml", &example)?;
+        let config = Config::load(Some(Path::new("tenant.toml"))).map_err(|err| *err)?;
+        assert_eq!(config.tenants.len(), 1);
+        assert_eq!(config.tenants[0].id, "acme");
+
+        // `[tenants.genesys]` is the example's last table.
+        jail.create_file("tenant.toml", &format!("{example}integration = \"typo\"\n"))?;
+        let err = Config::load(Some(Path::new("tenant.toml")))
+            .expect_err("a field a tenant's Genesys integration does not have")
+            .to_string();
+        assert!(err.contains("`tenants.0.genesys.integration`"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
 fn the_image_reads_the_file_it_copies() {
     let dockerfile = read("Dockerfile");
     let env = dockerfile
