@@ -466,25 +466,37 @@ pub async fn open_tenants(config: &Config) -> anyhow::Result<TenantRegistry> {
     Ok(TenantRegistry::new(open_store(config).await?, &key))
 }
 
-/// Tenants from a JSON or TOML file: one tenant, or a list under `tenants`.
+/// Tenants from a JSON or TOML file: one tenant, or a list under `tenants`. A field a tenant
+/// does not have is an error naming it, as in the configuration: a misspelt optional field
+/// (`webhook_secret`) would otherwise be dropped without a word.
 pub fn read_tenants(file: &std::path::Path) -> anyhow::Result<Vec<Tenant>> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum TenantsFile {
-        Many { tenants: Vec<Tenant> },
-        One(Box<Tenant>),
-    }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let parsed: TenantsFile = if file.extension().is_some_and(|e| e == "toml") {
+    let parsed: serde_json::Value = if file.extension().is_some_and(|e| e == "toml") {
         toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?
     } else {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?
     };
-    Ok(match parsed {
-        TenantsFile::Many { tenants } => tenants,
-        TenantsFile::One(tenant) => vec![*tenant],
-    })
+    let mut unknown = Vec::new();
+    let tenants = match parsed {
+        serde_json::Value::Object(mut fields) if fields.contains_key("tenants") => {
+            let list = fields.remove("tenants").unwrap_or_default();
+            unknown.extend(fields.keys().cloned());
+            serde_ignored::deserialize(list, |path| unknown.push(format!("tenants.{path}")))
+        }
+        one => {
+            serde_ignored::deserialize(one, |path| unknown.push(path.to_string())).map(|t| vec![t])
+        }
+    }
+    .with_context(|| format!("parsing {}", file.display()))?;
+    if !unknown.is_empty() {
+        bail!(
+            "{}: unknown tenant fields: {}",
+            file.display(),
+            unknown.join(", ")
+        );
+    }
+    Ok(tenants)
 }
 
 /// The object store, and with the `dir` backend the same store as the one whose signed links the

@@ -238,3 +238,45 @@ fn names_are_read_as_a_shell_would() {
         ]
     );
 }
+
+#[test]
+fn a_tenant_file_with_a_field_tenants_do_not_have_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("wabaflow-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let tenant = serde_json::json!({
+        "id": "acme",
+        "phone_number_id": "106540352242922",
+        "app_secret": "s", "verify_token": "v", "whatsapp_token": "w",
+        "genesys": {
+            "region": "mypurecloud.ie", "integration_id": "i",
+            "client_id": "c", "client_secret": "cs", "webhook_secret": "ws"
+        }
+    });
+    let one = dir.join("one.json");
+    std::fs::write(&one, tenant.to_string()).expect("write");
+    let read = wabaflow::node::read_tenants(&one).expect("a whole tenant");
+    assert_eq!(read[0].genesys.webhook_secret.expose(), "ws");
+
+    let mut misspelt = tenant.clone();
+    let genesys = misspelt["genesys"].as_object_mut().expect("object");
+    let secret = genesys.remove("webhook_secret").expect("present");
+    genesys.insert("webhok_secret".into(), secret);
+    std::fs::write(&one, misspelt.to_string()).expect("write");
+    let err = wabaflow::node::read_tenants(&one).expect_err("a misspelt field");
+    assert!(
+        err.to_string()
+            .contains("unknown tenant fields: genesys.webhok_secret"),
+        "{err:#}"
+    );
+
+    let many = dir.join("many.toml");
+    let list = serde_json::json!({ "tenants": [tenant.clone(), tenant], "tenant": "stray" });
+    let toml_text = toml::to_string(&list).expect("toml");
+    std::fs::write(&many, toml_text).expect("write");
+    let err = wabaflow::node::read_tenants(&many).expect_err("a key beside the list");
+    assert!(
+        err.to_string().ends_with("unknown tenant fields: tenant"),
+        "{err:#}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
