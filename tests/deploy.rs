@@ -1,8 +1,9 @@
 //! What users deploy with, checked against the configuration wabaflow actually reads: the shipped
 //! `config/wabaflow.toml`, the image (`Dockerfile`), `docker-compose.yml` (which cannot run here:
 //! no Docker engine), and every `WABAFLOW_<SECTION>__<KEY>` variable that a script, a test or a
-//! document names. An unknown key makes `Config::load` fail, so a renamed key that a deployment
-//! file still uses shows up here, not as a silently ignored setting in someone's stack.
+//! document names; and the tenant files of `wabaflow tenants put`. An unknown key makes
+//! `Config::load` (or `read_tenants`) fail, so a renamed key that a deployment file still uses
+//! shows up here, not as a silently ignored setting in someone's stack.
 
 use std::path::{Path, PathBuf};
 
