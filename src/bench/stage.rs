@@ -158,8 +158,8 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
     tokio::time::timeout(Duration::from_secs(30), producer.ready())
         .await
         .context("the copy's producer got no id")?;
-    let mut cpu_before = None;
-    let mut threads_before = None;
+    // The process's CPU seconds and its threads' counters at the first record read.
+    let mut before = None;
     let mut first = None;
     let mut pending = VecDeque::new();
     for _ in 0..n {
@@ -168,8 +168,7 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
             .context("the copy's input ran dry")??;
         if first.is_none() {
             first = Some(tokio::time::Instant::now());
-            cpu_before = Some(cpu_seconds());
-            threads_before = Some(threads::snapshot());
+            before = Some((cpu_seconds(), threads::snapshot()));
         }
         let record = Record::new(
             output,
@@ -194,8 +193,9 @@ async fn copy(config: &Config, input: &str, output: &str, n: u64) -> anyhow::Res
         ack.acked().await?;
         consumer.store_offset(input, partition, offset)?;
     }
-    let cpu = cpu_seconds() - cpu_before.context("the copy read nothing")?;
-    let threads = threads::shares(&threads_before.unwrap_or_default(), &threads::snapshot());
+    let (cpu_before, threads_before) = before.context("the copy read nothing")?;
+    let cpu = cpu_seconds() - cpu_before;
+    let threads = threads::shares(&threads_before, &threads::snapshot());
     let first = first.context("the copy read nothing")?;
     Ok(Pass {
         events: n,
