@@ -206,6 +206,7 @@ impl Node {
                 );
                 router = router.merge(genesys.router());
             }
+            let router = wabaflow_ingest::http::refusing_the_rest(router);
             tasks.spawn(serve(listener, router, shutdown.clone()));
             health.set("ingest:meta", true);
             info!(%addr, "edges listening on /webhooks/meta/{{tenant}} and /webhooks/genesys/{{tenant}}");

@@ -356,6 +356,57 @@ async fn refused_requests_get_their_status_and_produce_nothing() {
     assert_eq!(got, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large");
 
+    // A path no edge serves and a method the edge does not take: JSON bodies too.
+    let edge = format!("http://{}", node.ingest_addr.expect("ingest role"));
+    let client = reqwest::Client::new();
+    let unrouted = |code: &str| {
+        wabaflow_pipeline::telemetry::metrics()
+            .edge_rejected
+            .with_label_values(&["none", code])
+            .get()
+    };
+    let before = (unrouted("not_found"), unrouted("method_not_allowed"));
+    for (request, status, code) in [
+        (
+            client.post(format!("{edge}/webhooks/whatsapp")),
+            404,
+            "not_found",
+        ),
+        (client.get(format!("{edge}/")), 404, "not_found"),
+        (
+            client.delete(format!("{edge}/webhooks/meta/acme")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            client.put(format!("{edge}/webhooks/meta")),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = request
+            .body(body.clone())
+            .send()
+            .await
+            .expect("edge answers");
+        let allow = response.headers().get("allow").cloned();
+        assert_eq!(response.status().as_u16(), status, "{}", response.url());
+        let answer: Value = response.json().await.expect("a JSON body");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        if status == 405 {
+            let allow = allow.expect("405 names the methods that are taken");
+            assert!(
+                allow.to_str().unwrap_or_default().contains("POST"),
+                "{allow:?}"
+            );
+        }
+    }
+    assert_eq!(
+        (unrouted("not_found"), unrouted("method_not_allowed")),
+        (before.0 + 2, before.1 + 2),
+        "counted, under the edge `none`"
+    );
+
     // The sentinel: a good message and one that cannot be routed (no id) → one event, one dead letter.
     let mut sentinel = text("110", "447700900001", "wamid.SENTINEL.ok", "sentinel");
     let messages = sentinel["entry"][0]["changes"][0]["value"]["messages"]

@@ -1,12 +1,12 @@
-//! What every edge shares: JSON errors, the bounded body read, the durable-then-200 publish and
-//! request metrics.
+//! What every edge shares: JSON errors (also for paths and methods no edge serves), the bounded
+//! body read, the durable-then-200 publish and request metrics.
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use serde_json::json;
 use tracing::warn;
 use wabaflow_pipeline::telemetry::metrics;
@@ -42,6 +42,40 @@ impl IntoResponse for EdgeError {
         }
         response
     }
+}
+
+/// `router` (every edge merged) answering a path no edge serves with 404 and a method its path
+/// does not take with 405 (its `Allow` header kept), each with the JSON error body every other
+/// refusal has instead of an empty one, and counted under the edge `none` (a callback URL
+/// configured with a typo shows there). Call it once the edges are merged: the method fallback
+/// reaches only the routes already there.
+pub fn refusing_the_rest(router: Router) -> Router {
+    router
+        .fallback(|method: Method, uri: Uri| async move {
+            unrouted(EdgeError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("nothing here answers {method} {}", uri.path()),
+            ))
+        })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            unrouted(EdgeError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not take {method}", uri.path()),
+            ))
+        })
+}
+
+fn unrouted(refusal: EdgeError) -> EdgeError {
+    let m = metrics();
+    m.edge_rejected
+        .with_label_values(&["none", refusal.code])
+        .inc();
+    m.edge_requests
+        .with_label_values(&["none", refusal.status.as_str()])
+        .inc();
+    refusal
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 (before reading, when the
