@@ -12,6 +12,7 @@
 //!
 //! - `GET /api/v2/downloads/{id}` — agent attachments ([`GenesysSim::add_download`]), Bearer
 //!   required, like `api-downloads.{region}`.
+//! - Any other path is 404 with Genesys' error body (`code: "not.found"`).
 //!
 //! Faults on demand: [`GenesysSim::fail_next`] answers the next requests with 429 or 5xx.
 //! [`agent`] is the agent side: signed outbound webhooks, retried like Genesys.
@@ -149,6 +150,13 @@ impl GenesysSim {
             .route(&format!("{base}/receipt"), post(inbound_receipt))
             .route(&format!("{base}/event"), post(inbound_event))
             .route("/api/v2/downloads/{id}", axum::routing::get(download))
+            .fallback(|uri: axum::http::Uri| async move {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not.found",
+                    &format!("no resource at {}", uri.path()),
+                )
+            })
             .with_state(state.clone());
         let (addr, task) = serve(listen, router).await?;
         Ok(Self {

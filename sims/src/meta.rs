@@ -9,6 +9,8 @@
 //! - `POST /{version}/{phone-number-id}/media` — multipart `file`, `type`, `messaging_product`.
 //! - `POST /{version}/{phone-number-id}/messages` — the send, with Meta's limits and status
 //!   webhooks ([`send`]).
+//! - Anything else is Graph's answer too, never a bare 404: an unknown path is 400 with code
+//!   2500 ("Unknown path components"), a method a path does not take is code 100 / subcode 33.
 //!
 //! [`driver`] is the customer side: it builds webhooks of every message type and posts them,
 //! signed, retrying like Meta.
@@ -147,6 +149,8 @@ impl MetaSim {
             .route("/{version}/{media_id}", get(media_url))
             .route("/{version}/{phone_number_id}/media", post(upload))
             .route("/{version}/{phone_number_id}/messages", post(send::send))
+            .method_not_allowed_fallback(unsupported_method)
+            .fallback(unknown_path)
             .with_state(state.clone());
         let (addr, task) = serve(addr, router).await?;
         Ok(Self {
@@ -295,11 +299,35 @@ impl SimState {
     }
 }
 
+/// A path Graph has no edge for: 400 with code 2500, as Graph answers it (not a bare 404).
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        2500,
+        None,
+        &format!("Unknown path components: {}", uri.path()),
+    )
+}
+
+/// A method a Graph node does not take: Graph's "unsupported request" (code 100, subcode 33).
+async fn unsupported_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        Some(33),
+        &format!(
+            "Unsupported {} request. Object with ID '{}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+            method.as_str().to_lowercase(),
+            uri.path().split('/').nth(2).unwrap_or_default()
+        ),
+    )
+}
+
 /// Graph's error envelope (WIRE.md §2.2).
 pub fn graph_error(status: StatusCode, code: u32, subcode: Option<u32>, message: &str) -> Response {
     let mut error = json!({
         "message": message,
-        "type": if code == 190 { "OAuthException" } else { "GraphMethodException" },
+        "type": if matches!(code, 190 | 2500) { "OAuthException" } else { "GraphMethodException" },
         "code": code,
         "fbtrace_id": format!("A{}", rand::random::<u32>()),
     });

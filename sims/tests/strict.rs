@@ -392,3 +392,62 @@ async fn meta_sends_are_validated_and_limited_like_the_cloud_api() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn paths_and_methods_the_services_do_not_have_get_their_error_bodies() {
+    let meta = MetaSim::start(MetaSimConfig {
+        listen: local(),
+        ..MetaSimConfig::default()
+    })
+    .await
+    .expect("start");
+    let http = reqwest::Client::new();
+    let answer = |request: reqwest::RequestBuilder| async move {
+        let response = request.bearer_auth("any").send().await.expect("send");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("a JSON error body");
+        (status, body)
+    };
+
+    // A misspelt edge: Graph's 2500, not a bare 404.
+    let (status, body) = answer(http.post(format!("{}/v23.0/110/mesages", meta.base_url()))).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], 2500);
+    assert_eq!(body["error"]["type"], "OAuthException");
+    assert_eq!(
+        body["error"]["message"],
+        "Unknown path components: /v23.0/110/mesages"
+    );
+    // The messages edge only takes POST.
+    let (status, body) =
+        answer(http.delete(format!("{}/v23.0/110/messages", meta.base_url()))).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        (&body["error"]["code"], &body["error"]["error_subcode"]),
+        (&json!(100), &json!(33))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Unsupported delete request. Object with ID '110'")),
+        "{body}"
+    );
+
+    let (genesys, http, token) = genesys(300).await;
+    let response = http
+        .post(format!(
+            "{}/api/v2/conversations/messages/int-1/inbound/open/messages",
+            genesys.base_url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    assert_eq!(
+        (&body["code"], &body["status"]),
+        (&json!("not.found"), &json!(404))
+    );
+    assert!(body["contextId"].is_string(), "{body}");
+}
