@@ -406,10 +406,10 @@ pub struct ClickHouseConfig {
     pub user: String,
     pub password: Secret,
     pub timeout_ms: u64,
-    /// Rows per insert at most. Larger inserts make fewer parts for ClickHouse to write and merge
-    /// (25 000 carried about a tenth more rows/s than 10 000 on two cores) but hold more memory
-    /// while a sink catches up on a backlog (62–67 MiB at its peak against 50–54;
-    /// docs/benchmarks.md).
+    /// Rows per insert at most. Larger inserts make fewer parts for ClickHouse to write and merge,
+    /// but hold more memory while a sink catches up on a backlog (62–67 MiB at its peak with
+    /// 25 000 against 50–54), and carried no more rows/s on two cores: 25 000 about a tenth more
+    /// than 10 000 in one set of runs, 50 000 none in another (docs/benchmarks.md).
     pub batch_max_rows: usize,
     pub batch_max_age_ms: u64,
 }
