@@ -408,8 +408,9 @@ pub struct ClickHouseConfig {
     pub timeout_ms: u64,
     /// Rows per insert at most. Larger inserts make fewer parts for ClickHouse to write and merge,
     /// but hold more memory while a sink catches up on a backlog (62–67 MiB at its peak with
-    /// 25 000 against 50–54), and carried no more rows/s on two cores: 25 000 about a tenth more
-    /// than 10 000 in one set of runs, 50 000 none in another (docs/benchmarks.md).
+    /// 25 000 against 50–54), for no clear gain in rows/s on two cores: 25 000 carried about a
+    /// tenth more than 10 000 in one set of runs, 50 000 nothing more in another
+    /// (docs/benchmarks.md).
     pub batch_max_rows: usize,
     pub batch_max_age_ms: u64,
 }
