@@ -1290,3 +1290,91 @@ async fn a_full_producer_queue_holds_outputs_back_without_losing_or_reordering_t
         "the runner waited for room in the queue"
     );
 }
+
+/// A log line never carries what a record held: a record whose decode error quotes a customer's
+/// text is dead-lettered with the whole reason in its header, while the warning logged for it
+/// (at the default level) blanks the quote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letters_log_line_leaves_out_what_the_record_said() {
+    const SECRET: &str = "Hola, mi tarjeta es 4111 1111";
+    let logs = CapturedLogs::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish(),
+    )
+    .expect("the only test in this binary that sets a subscriber");
+
+    let mut config = isolated_config();
+    config.tenancy.encryption_key = wabaflow_schemas::Secret::new(
+        wabaflow_store::tenants::EncryptionKey::generate().to_base64(),
+    );
+    create_topics(&config).await;
+    let prefix = config.kafka.topic_prefix.clone();
+    let input = WA_INBOUND_UNIQUE.qualified(&prefix);
+    let mut record = text_record(&input, "447700900778", "wamid.quoted.1", "fine");
+    let mut envelope: Value = serde_json::from_slice(&record.payload).expect("json");
+    envelope["schema_version"] = json!(SECRET);
+    record.payload = serde_json::to_vec(&envelope).expect("json");
+    let producer = Producer::new(&config.kafka).expect("producer");
+    producer.send_all(&[record]).await.expect("input acked");
+
+    let node = start(&config, &[Role::Map]).await;
+    let dlq = TopicReader::new(
+        &WA_INBOUND_UNIQUE.dlq(&prefix),
+        WA_INBOUND_UNIQUE.partitions,
+    );
+    let dead = dlq.until(IDLE, |r| !r.is_empty()).await;
+    stop(node).await;
+    assert_eq!(dead.len(), 1);
+    let reason = &dead[0].headers["wabaflow-error"];
+    assert!(
+        reason.contains(SECRET),
+        "the header keeps the whole reason: {reason}"
+    );
+
+    let logged = logs.text();
+    let line = logged
+        .lines()
+        .find(|line| line.contains("dead-lettering record"))
+        .unwrap_or_else(|| panic!("the dead letter is logged:\n{logged}"));
+    assert!(
+        line.contains("invalid type: string \"…\", expected u16"),
+        "{line}"
+    );
+    assert!(
+        !logged.contains("4111"),
+        "no log line quotes the record:\n{logged}"
+    );
+}
+
+/// Log lines written through a `tracing` subscriber, kept to be read back.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

@@ -1,6 +1,6 @@
 //! The runtime every wabaflow role shares: configuration ([`config`]), the Kafka [`producer`] and
 //! the stage [`runner`] and the [`batch`] runner that own all consumer mechanics, [`telemetry`] (metrics, `/healthz`,
-//! `/readyz`), [`shutdown`] and topic administration ([`topics`]).
+//! `/readyz`), [`shutdown`], topic administration ([`topics`]) and reasons fit for logs ([`redact`]).
 //!
 //! Components (edges, stages, sinks) never touch rdkafka: an edge hands [`producer::Record`]s to
 //! the [`producer::Producer`]; a stage implements [`stage::Stage`] and a runner drives it.
@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod keyed;
 pub mod offsets;
 pub mod producer;
+pub mod redact;
 pub mod runner;
 pub mod shutdown;
 pub mod stage;

@@ -490,7 +490,9 @@ impl<S: Stage> StageRunner<S> {
             .stage_dead_lettered
             .with_label_values(&[name])
             .inc();
-        warn!(stage = name, %origin, %reason, "dead-lettering record");
+        // What the reason quotes of the record stays out of the log; the header keeps it whole.
+        let logged = crate::redact::quoted_values(reason);
+        warn!(stage = name, %origin, reason = %logged, "dead-lettering record");
         let mut dead = Record::new(
             self.stage.input().dlq(&self.kafka.topic_prefix),
             record.key_text(),

@@ -91,7 +91,8 @@ impl BatchSink for ClickHouseSink {
             // Our own topics hold our own envelopes; one that does not decode was dead-lettered
             // upstream already and is not analytics data.
             Err(err) => {
-                tracing::warn!(origin = %record.origin, error = %err, "skipping an undecodable record");
+                let error = wabaflow_pipeline::redact::quoted_values(&err.to_string()).into_owned();
+                tracing::warn!(origin = %record.origin, %error, "skipping an undecodable record");
                 return Ok(());
             }
         };
