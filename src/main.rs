@@ -125,6 +125,9 @@ enum TopicsAction {
     Create,
     /// Print the topics `create` would make.
     List,
+    /// Print the JSON Schema (2020-12) of the envelope every conversation topic carries, for
+    /// consumers in other languages (the same as `schemas/json/envelope.v1.schema.json`).
+    Schema,
 }
 
 #[tokio::main]
@@ -300,6 +303,12 @@ async fn main() -> anyhow::Result<()> {
             for (name, partitions) in wabaflow_pipeline::topics::planned(&config.kafka) {
                 println!("{name}\t{partitions}");
             }
+            Ok(())
+        }
+        Command::Topics {
+            action: TopicsAction::Schema,
+        } => {
+            print!("{}", wabaflow_schemas::json_schema::envelope_text());
             Ok(())
         }
         Command::Topics {

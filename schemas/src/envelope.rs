@@ -42,7 +42,7 @@ fn name_based_id(name: &[u8]) -> Uuid {
 /// `{phone_number_id}:{user}`, where `user` is the wa_id or, when Meta withholds the phone
 /// number, the business-scoped user id. Events that concern a number rather than a user (value-level
 /// errors) use `{phone_number_id}`; account-level changes use `waba:{waba_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct ConversationKey(String);
 
@@ -71,7 +71,7 @@ impl fmt::Display for ConversationKey {
 }
 
 /// Where an event entered wabaflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Meta,
@@ -82,14 +82,14 @@ pub enum Source {
 
 /// Which raw request an event was split from: the record key of that body in `webhooks.raw.v1`
 /// and the event's position in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RawRef {
     pub request_id: Uuid,
     pub index: u32,
 }
 
 /// One event on a conversation topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Envelope {
     /// Derived from the idempotency key when the event has one, so every copy of the same
     /// Meta update (Meta retries for 7 days) carries the same id; random (v7) otherwise.
@@ -120,7 +120,8 @@ pub struct Envelope {
 tag_first! {
     tag = "kind";
     /// What happened. Written with its `kind` first, and read tag first ([`tag_first!`]).
-    #[derive(Debug, Clone, PartialEq, Serialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+    #[schemars(description = "What happened; `kind` tells the kinds apart and is written first.")]
     #[serde(tag = "kind", rename_all = "snake_case")]
     pub enum Event {
         /// A customer's message to a business number.
@@ -207,7 +208,7 @@ tag_first! {
 }
 
 /// Where an agent's reply goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reply {
     pub phone_number_id: String,
     /// The customer: wa_id (or BSUID).
@@ -222,7 +223,7 @@ pub struct Reply {
 }
 
 /// The result of one send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SendOutcome {
     /// Meta accepted it (`message_status`); delivery comes with status webhooks.
@@ -238,7 +239,7 @@ pub enum SendOutcome {
 }
 
 /// A media file wabaflow stored in its object store, with a URL a third party may fetch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredMedia {
     pub bucket: String,
     pub key: String,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, de};
 
 /// A unix timestamp in seconds, as a JSON string or a JSON integer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum UnixTime {
     Integer(i64),
@@ -78,7 +78,7 @@ impl From<i64> for UnixTime {
 }
 
 /// A number that may arrive as a JSON number or as a string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Numeric {
     Number(serde_json::Number),

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 /// The customer message posted to the inbound endpoint. Genesys rejects a message with neither
 /// `text` nor `content` ("should have required property 'content', should have required property
 /// '.text'").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InboundMessage {
     pub channel: InboundChannel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,7 +30,7 @@ pub struct InboundMessage {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InboundChannel {
     /// The provider's id of the message: the wamid. Genesys uses it to recognise a repeat.
@@ -47,7 +47,7 @@ pub struct InboundChannel {
 }
 
 /// A participant: the customer on inbound messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Party {
     pub id: String,
@@ -65,7 +65,7 @@ pub struct Party {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum IdType {
     Email,
     Phone,
@@ -74,7 +74,7 @@ pub enum IdType {
 
 /// One content item. Inbound we only send attachments; outbound webhooks also carry
 /// `Notification` (templates) and structured content, kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Content {
     pub content_type: String,
@@ -96,7 +96,7 @@ impl Content {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
     pub media_type: MediaType,
@@ -121,7 +121,7 @@ pub struct Attachment {
 }
 
 /// `ContentAttachment.mediaType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MediaType {
     Image,
     Video,
@@ -153,7 +153,7 @@ pub struct TokenResponse {
 /// What Genesys posts to the integration's outbound webhook when an agent (or bot) replies
 /// (`OpenOutboundNormalizedMessage`, WIRE.md §3.3). `id` is the Genesys message id that receipts
 /// refer to; `channel.to.id` is the customer id we sent inbound (the wa_id or BSUID).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboundMessage {
     pub id: String,
@@ -175,7 +175,7 @@ pub struct OutboundMessage {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboundChannel {
     /// The integration id.
@@ -192,7 +192,7 @@ pub struct OutboundChannel {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Recipient {
     pub id: String,
@@ -203,7 +203,7 @@ pub struct Recipient {
 }
 
 /// `content[].template` of a `Notification`: for WhatsApp, `id` is `namespace@name`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -216,7 +216,7 @@ pub struct NotificationTemplate {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplatePart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -228,7 +228,7 @@ pub struct TemplatePart {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateParameter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -243,7 +243,7 @@ impl Content {
 }
 
 /// Delivery status of an agent's message, posted to `/inbound/open/receipt`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     /// The Genesys message id from the outbound webhook.
@@ -257,7 +257,7 @@ pub struct Receipt {
     pub direction: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReceiptChannel {
     pub to: Recipient,
     #[serde(serialize_with = "iso_millis", deserialize_with = "iso")]
@@ -267,7 +267,7 @@ pub struct ReceiptChannel {
 /// `code` from Genesys' enum: `MessageExpired`, `RateLimited`, `MessageNotAllowed`, `GeneralError`,
 /// `UnsupportedMessage`, `UnknownMessage`, `InvalidMessageStructure`, `InvalidDestination`,
 /// `ServerError`, `MediaTypeNotAllowed`, `InvalidMediaContentLength`, `RecipientOptedOut`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReceiptReason {
     pub code: String,
     pub message: String,

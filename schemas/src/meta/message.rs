@@ -14,7 +14,7 @@ use crate::flex::{Numeric, UnixTime};
 macro_rules! optional {
     ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
         pub struct $name {
             $(
                 $(#[$fmeta])*
@@ -31,7 +31,10 @@ macro_rules! optional {
 ///
 /// Every payload but `text` (the common case, and small) is boxed: unboxed, a `Message` was
 /// 2.7 KiB, moved whole several times per decode — 7 % of decoding an envelope's instructions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(
+    description = "One inbound message, as Meta sent it: its payload is under the key its `type` names."
+)]
 pub struct Message {
     /// The sender's phone number (wa_id). Absent or empty for users with a username (BSUID only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,11 +7,14 @@ use super::message::non_empty;
 use crate::flex::UnixTime;
 
 /// The delivery status of a message the business sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Status {
     /// The wamid of the message this status is about.
     pub id: String,
     /// `sent`, `delivered`, `read`, `failed`, `played` — see [`Status::state`].
+    #[schemars(
+        description = "`sent`, `delivered`, `read`, `failed` or `played`, as Meta wrote it."
+    )]
     pub status: String,
     pub timestamp: UnixTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,7 +53,19 @@ impl Status {
 
 /// Delivery states in the order they may advance. A status never moves backwards; `failed` ends
 /// the message; `read` may arrive without `delivered`; `played` (a voice note) follows `read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Sent,
@@ -84,7 +99,7 @@ impl DeliveryState {
 }
 
 /// `conversation`: only within a free entry point window since v24.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Conversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -97,7 +112,7 @@ pub struct Conversation {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConversationOrigin {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -107,7 +122,7 @@ pub struct ConversationOrigin {
 
 /// Meta's pricing object: on `sent` **or** `delivered`, not both. `billable` is deprecated in
 /// favour of `type` + `category`; `pricing_model` is `CBP` before 2025-07-01 and `PMP` after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pricing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billable: Option<bool>,
@@ -124,7 +139,7 @@ pub struct Pricing {
 
 /// An error object, as found in `value.errors`, `messages[].errors` and `statuses[].errors`.
 /// Build logic on `code` and `error_data.details`; titles are being deprecated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetaError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<i64>,
@@ -140,7 +155,7 @@ pub struct MetaError {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
