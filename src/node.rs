@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 use wabaflow_ingest::{GenesysEdge, MetaEdge};
 use wabaflow_pipeline::config::{ObjectsBackend, StoreBackend};
-use wabaflow_pipeline::telemetry::{Health, admin_router};
+use wabaflow_pipeline::telemetry::{Health, admin_refusing_the_rest, admin_router};
 use wabaflow_pipeline::{
     BatchLimits, BatchRunner, BatchSink, Config, Producer, Shutdown, Stage, StageRunner,
 };
@@ -181,7 +181,11 @@ impl Node {
             } else {
                 None
             };
-        tasks.spawn(serve(admin, admin_routes, shutdown.clone()));
+        tasks.spawn(serve(
+            admin,
+            admin_refusing_the_rest(admin_routes),
+            shutdown.clone(),
+        ));
         info!(addr = %admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
 
         let mut ingest_addr = None;

@@ -407,6 +407,35 @@ async fn refused_requests_get_their_status_and_produce_nothing() {
         "counted, under the edge `none`"
     );
 
+    // The admin server answers the same way, and is not counted as an edge.
+    let admin = format!("http://{}", node.admin_addr);
+    for (request, status, code) in [
+        (client.get(format!("{admin}/health")), 404, "not_found"),
+        (
+            client.post(format!("{admin}/metrics")),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = request.send().await.expect("admin server answers");
+        let allow = response.headers().get("allow").cloned();
+        assert_eq!(response.status().as_u16(), status, "{}", response.url());
+        let answer: Value = response.json().await.expect("a JSON body");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        if status == 405 {
+            let allow = allow.expect("405 names the methods that are taken");
+            assert!(
+                allow.to_str().unwrap_or_default().contains("GET"),
+                "{allow:?}"
+            );
+        }
+    }
+    assert_eq!(
+        (unrouted("not_found"), unrouted("method_not_allowed")),
+        (before.0 + 2, before.1 + 2),
+        "the admin server's refusals are not the edge's"
+    );
+
     // The sentinel: a good message and one that cannot be routed (no id) → one event, one dead letter.
     let mut sentinel = text("110", "447700900001", "wamid.SENTINEL.ok", "sentinel");
     let messages = sentinel["entry"][0]["changes"][0]["value"]["messages"]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -240,6 +240,37 @@ pub fn admin_router(health: Health) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .with_state(health)
+}
+
+/// The admin server's `router` (with whatever was merged into it) answering a path it does not
+/// serve with 404 and a method a path does not take with 405 (its `Allow` header kept), with the
+/// JSON error body the edges use, instead of an empty one: a probe or scraper pointed at the wrong
+/// path says so. Call it last: the method fallback reaches only the routes already there.
+pub fn admin_refusing_the_rest(router: Router) -> Router {
+    let refusal = |status: StatusCode, code: &str, message: String| {
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+    };
+    router
+        .fallback(move |method: Method, uri: Uri| async move {
+            refusal(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "the admin server has no {method} {} (it serves /metrics, /healthz, /readyz)",
+                    uri.path()
+                ),
+            )
+        })
+        .method_not_allowed_fallback(move |method: Method, uri: Uri| async move {
+            refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not take {method}", uri.path()),
+            )
+        })
 }
 
 async fn render_metrics() -> impl IntoResponse {
