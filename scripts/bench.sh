@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wabaflow-target}
 # The single-node profile for tansu, which holds every fetch for its full wait and reads every
 # partition a fetch names: a short wait over few partitions halves each hop's latency at about the
-# idle cost of the defaults (10 ms over 12 partitions; docs/benchmarks.md, 2 December). Set either
+# idle cost of the defaults (10 ms over 12 partitions; docs/benchmarks-log.md, 2 December). Set either
 # variable to measure other settings.
 export WABAFLOW_KAFKA__FETCH_WAIT_MAX_MS=${WABAFLOW_KAFKA__FETCH_WAIT_MAX_MS:-3}
 export WABAFLOW_KAFKA__PARTITIONS=${WABAFLOW_KAFKA__PARTITIONS:-4}

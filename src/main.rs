@@ -14,7 +14,7 @@ use wabaflow::{demo, sim};
 /// glibc's malloc was a sixth of the CPU profile of a stage (docs/benchmarks.md). Its `override`
 /// feature makes it the C allocator too: librdkafka allocates and frees every message and header
 /// it produces or reads, often on another thread than the one that allocated, which glibc's malloc
-/// served at about 7 % of transform's CPU (docs/benchmarks.md, 3 December).
+/// served at about 7 % of transform's CPU (docs/benchmarks-log.md, 3 December).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -214,7 +214,7 @@ impl<S: BatchSink> BatchRunner<S> {
 /// librdkafka's prefetch queue of a batch runner's consumer, a quarter of a stage runner's: the
 /// batch being gathered is a sink's buffer, and a sink catching up on a backlog at full speed held
 /// 16 MiB of fetched records on top of its batches (`sink:clickhouse` with 25 000-row batches:
-/// 62 against 85 MiB at its peak; docs/benchmarks.md, 2 December).
+/// 62 against 85 MiB at its peak; docs/benchmarks-log.md, 2 December).
 const PREFETCH_KBYTES: &str = "4096";
 
 /// How many batches are written at once: one whose write the service is working on while the

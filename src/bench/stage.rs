@@ -49,7 +49,7 @@ impl Pass {
 
 pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     // Long enough that a pass is not mostly its start: at 20 000 records the copy used only
-    // 50–70 ms of CPU (docs/benchmarks.md, "the fifth evening").
+    // 50–70 ms of CPU (docs/benchmarks-log.md, "What changed on the fifth night").
     let n = scaled(60_000.0, scale, 200);
     let mut ratios = Vec::new();
     let mut details = vec![format!(
