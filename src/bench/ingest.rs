@@ -58,7 +58,7 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
     let at_half_bare = at_rate(&baseline, half, count).await?;
     ensure!(
         at_half_ours.accepted == count,
-        "at half load the edge accepted {} of {count}",
+        "at half load the edge accepted {} of {count} ({at_half_ours})",
         at_half_ours.accepted
     );
     rig::stop(node).await?;
