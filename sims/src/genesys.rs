@@ -12,7 +12,8 @@
 //!
 //! - `GET /api/v2/downloads/{id}` — agent attachments ([`GenesysSim::add_download`]), Bearer
 //!   required, like `api-downloads.{region}`.
-//! - Any other path is 404 with Genesys' error body (`code: "not.found"`).
+//! - Any other path is 404 with Genesys' error body (`code: "not.found"`); a known path asked
+//!   with another method is 405 with `Allow` and the same body (`code: "method.not.allowed"`).
 //!
 //! Faults on demand: [`GenesysSim::fail_next`] answers the next requests with 429 or 5xx.
 //! [`agent`] is the agent side: signed outbound webhooks, retried like Genesys.
@@ -150,6 +151,15 @@ impl GenesysSim {
             .route(&format!("{base}/receipt"), post(inbound_receipt))
             .route(&format!("{base}/event"), post(inbound_event))
             .route("/api/v2/downloads/{id}", axum::routing::get(download))
+            .method_not_allowed_fallback(
+                |method: axum::http::Method, uri: axum::http::Uri| async move {
+                    error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method.not.allowed",
+                        &format!("{method} is not supported for {}", uri.path()),
+                    )
+                },
+            )
             .fallback(|uri: axum::http::Uri| async move {
                 error(
                     StatusCode::NOT_FOUND,

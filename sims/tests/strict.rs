@@ -439,7 +439,7 @@ async fn paths_and_methods_the_services_do_not_have_get_their_error_bodies() {
             "{}/api/v2/conversations/messages/int-1/inbound/open/messages",
             genesys.base_url()
         ))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .expect("send");
@@ -450,4 +450,28 @@ async fn paths_and_methods_the_services_do_not_have_get_their_error_bodies() {
         (&json!("not.found"), &json!(404))
     );
     assert!(body["contextId"].is_string(), "{body}");
+
+    // The inbound message resource only takes POST: a 405 naming it, with Genesys' error body.
+    let response = http
+        .get(format!(
+            "{}/api/v2/conversations/messages/int-1/inbound/open/message",
+            genesys.base_url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    assert_eq!(
+        (&body["code"], &body["status"]),
+        (&json!("method.not.allowed"), &json!(405))
+    );
 }
