@@ -1,6 +1,7 @@
 //! Ingest: sustained webhooks/s of the Meta edge (signature check on the raw bytes, split into
 //! events, Kafka ack before the 200) against a bare axum handler that answers 200 to the same
-//! requests; then latency p50/p99 of both at half the edge's sustained rate.
+//! requests, each at its best over a sweep of connection counts; then latency p50/p99 of both at
+//! half the edge's sustained rate.
 
 use anyhow::{Context as _, ensure};
 use axum::Router;
