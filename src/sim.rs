@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use wabaflow_sims::genesys::{GenesysSim, GenesysSimConfig};
-use wabaflow_sims::meta::{MetaSim, MetaSimConfig};
+use wabaflow_sims::meta::{MetaSim, MetaSimConfig, Template};
 
 #[derive(Subcommand)]
 pub enum SimCommand {
@@ -36,6 +36,10 @@ pub struct MetaArgs {
     /// Status webhooks for a number: `PHONE_NUMBER_ID=URL=APP_SECRET` (repeatable).
     #[arg(long = "subscribe")]
     subscriptions: Vec<String>,
+    /// An approved message template, `NAME:LANGUAGE:BODY_PARAMS`, e.g. `renewal:en_US:1`
+    /// (repeatable); a template send not among them is refused with 132001, as Meta does.
+    #[arg(long = "template", value_parser = Template::parse_approved)]
+    templates: Vec<Template>,
 }
 
 #[derive(Args)]
@@ -64,6 +68,7 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
                 media_url_ttl: Duration::from_secs(args.media_url_ttl_secs),
                 throughput_mps: args.throughput_mps,
                 pair_interval: Duration::from_secs_f64(args.pair_interval_secs),
+                templates: args.templates,
                 ..MetaSimConfig::default()
             })
             .await

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wabaflow_sims::genesys::GenesysSimConfig;
+use wabaflow_sims::meta::Template;
 use wabaflow_sims::meta::webhooks::Customer;
 use wabaflow_sinks::clickhouse::ClickHouseClient;
 
@@ -195,6 +196,8 @@ async fn every_clickhouse_panel_returns_the_expected_numbers() {
             .len(),
         3
     );
+    rig.meta
+        .add_template(Template::approved("renewal", "en_US", 1));
     let replies = [
         rig.agent.text(&ana.wa_id, "Hi Ana"),
         rig.agent.text(&ben.wa_id, "Hi Ben"),

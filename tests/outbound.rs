@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wabaflow_sims::genesys::GenesysSimConfig;
-use wabaflow_sims::meta::MetaSimConfig;
 use wabaflow_sims::meta::send::StatusChaos;
 use wabaflow_sims::meta::webhooks::Customer;
+use wabaflow_sims::meta::{MetaSimConfig, Template};
 use wabaflow_store::objects::ObjectStore;
 
 use support::flow::{PHONE_NUMBER_ID, Rig, now};
@@ -253,6 +253,8 @@ async fn outside_the_window_text_fails_with_a_reason_and_a_template_is_sent() {
     );
     assert!(rig.meta.sends().is_empty(), "nothing was sent to Meta");
 
+    rig.meta
+        .add_template(Template::approved("ticket_update", "en_US", 1));
     let template = rig
         .agent
         .template(stranger, "ns@ticket_update", "en-US", &[("1", "4711")]);
@@ -289,6 +291,59 @@ async fn outside_the_window_text_fails_with_a_reason_and_a_template_is_sent() {
         ledger[0].reference,
         format!("meter:message:{}", sends[0].wamid)
     );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_meta_refuses_fails_once_with_its_reason_and_is_not_retried() {
+    let rig = Rig::start(GenesysSimConfig::default()).await;
+    rig.meta
+        .add_template(Template::approved("renewal", "en_US", 1));
+    let customer = "5511912345678";
+    // Not in the business account's templates in this language, then one body parameter short.
+    let unknown = rig
+        .agent
+        .template(customer, "ns@renewal", "pt-BR", &[("1", "maio")]);
+    let short = rig.agent.template(customer, "ns@renewal", "en-US", &[]);
+    for template in [&unknown, &short] {
+        assert!(rig.agent.post(template).await.accepted());
+    }
+    let ids = [&unknown, &short].map(|t| t["id"].as_str().expect("id").to_owned());
+    let receipts = rig
+        .genesys
+        .wait_for_receipts(Duration::from_secs(60), |r| {
+            ids.iter().all(|id| !statuses_for(r, id).is_empty())
+        })
+        .await;
+    let receipt = |id: &str| {
+        let found: Vec<_> = receipts
+            .iter()
+            .filter(|(_, r)| r["id"] == id)
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(found.len(), 1, "one receipt for {id}: {found:?}");
+        found[0].clone()
+    };
+    let (unknown, short) = (receipt(&ids[0]), receipt(&ids[1]));
+    for (failed, meta_says) in [
+        (&unknown, "template name (renewal) does not exist in pt_BR"),
+        (
+            &short,
+            "body: number of localizable_params (0) does not match the expected number of params (1)",
+        ),
+    ] {
+        assert_eq!(failed["status"], "Failed", "{failed}");
+        assert_eq!(failed["reasons"][0]["code"], "InvalidMessageStructure");
+        assert!(
+            failed["reasons"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(meta_says)),
+            "{failed}"
+        );
+    }
+    // Each was asked once and refused once: a refusal is final, not retried.
+    assert!(rig.meta.sends().is_empty(), "Meta took nothing");
+    assert_eq!(rig.meta.send_stats().rejected, 2);
     rig.stop().await;
 }
 

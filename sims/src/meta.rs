@@ -8,7 +8,8 @@
 //!   [`MetaSimConfig::media_url_ttl`] (5 minutes, as Meta documents).
 //! - `POST /{version}/{phone-number-id}/media` — multipart `file`, `type`, `messaging_product`.
 //! - `POST /{version}/{phone-number-id}/messages` — the send, with Meta's limits and status
-//!   webhooks ([`send`]).
+//!   webhooks ([`send`]); a template only as the business account holds it ([`templates`]:
+//!   [`MetaSimConfig::templates`], [`MetaSim::add_template`]).
 //! - Anything else is Graph's answer too, never a bare 404: an unknown path is 400 with code
 //!   2500 ("Unknown path components"), a method a path does not take is code 100 / subcode 33.
 //!
@@ -17,6 +18,7 @@
 
 pub mod driver;
 pub mod send;
+pub mod templates;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -41,6 +43,7 @@ use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
 use crate::{bearer, serve};
+pub use templates::{Template, TemplateStatus};
 
 #[derive(Debug, Clone)]
 pub struct MetaSimConfig {
@@ -59,6 +62,8 @@ pub struct MetaSimConfig {
     pub status_delay: Duration,
     pub status_chaos: send::StatusChaos,
     pub display_phone_number: String,
+    /// The business account's message templates; a template send not among them is refused.
+    pub templates: Vec<Template>,
 }
 
 impl Default for MetaSimConfig {
@@ -73,6 +78,7 @@ impl Default for MetaSimConfig {
             status_delay: Duration::from_millis(20),
             status_chaos: send::StatusChaos::None,
             display_phone_number: "15550783881".into(),
+            templates: Vec::new(),
         }
     }
 }
@@ -144,6 +150,9 @@ impl MetaSim {
                 .build()
                 .map_err(std::io::Error::other)?,
         });
+        for template in &state.config.templates {
+            state.lock().sends.templates.add(template.clone());
+        }
         let router = Router::new()
             .route("/whatsapp_business/attachments/", get(download))
             .route("/{version}/{media_id}", get(media_url))
@@ -207,6 +216,12 @@ impl MetaSim {
             phone_number_id.to_owned(),
             (callback_url.to_owned(), app_secret.to_owned()),
         );
+    }
+
+    /// Adds a template to the business account (or replaces the one of that name and language,
+    /// e.g. to pause it).
+    pub fn add_template(&self, template: Template) {
+        self.state.lock().sends.templates.add(template);
     }
 
     /// The customer wrote to the number: the 24-hour window opens (Meta knows; tests tell us).

@@ -2,7 +2,8 @@
 //!
 //! - The body must decode as a send request of a known type with the fields that type needs
 //!   (Graph code 100 otherwise); text ≤ 4096 characters; media by `id` (held by the simulator)
-//!   or `link`, not both; templates need a name and a language.
+//!   or `link`, not both; templates need a name and a language, and are sent only as the
+//!   business account holds them ([`templates`](super::templates): 132000, 132001, 132015, 132016).
 //! - Throughput per business number (80 messages/s by default): over it, 130429 "Rate limit hit".
 //! - Per (number, recipient) pair, about one message per 6 s with a small burst: over it, 131056.
 //! - A free-form message outside the 24-hour window is *accepted* (200 + wamid) and fails
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use wabaflow_schemas::whatsapp::{MAX_TEXT_CHARS, SendBody, SendRequest};
 
 use super::driver::signature;
+use super::templates::Catalogue;
 use super::webhooks::{escape_like_meta, wamid};
 use super::{SimState, graph_error, invalid_token};
 
@@ -97,6 +99,7 @@ pub(crate) struct SendState {
     pub(crate) subscriptions: HashMap<String, (String, String)>,
     /// How many of the next accepted sends get no answer.
     pub(crate) lost_answers: usize,
+    pub(crate) templates: Catalogue,
 }
 
 pub(crate) async fn send(
@@ -135,6 +138,18 @@ pub(crate) async fn send(
     };
     if let Err(problem) = validate(&request) {
         return reject(&state, &problem);
+    }
+    if let SendBody::Template { template } = &request.body {
+        let mut inner = state.lock();
+        if let Err(refusal) = inner.sends.templates.check(template) {
+            inner.sends.stats.rejected += 1;
+            return graph_error_with_details(
+                refusal.status,
+                refusal.code,
+                refusal.message,
+                &refusal.details,
+            );
+        }
     }
     let Some(user) = request.to.clone().or_else(|| request.recipient.clone()) else {
         return reject(&state, "(#100) The parameter to is required.");
