@@ -83,24 +83,23 @@ impl Catalogue {
             .insert((template.name.clone(), template.language.clone()), template);
     }
 
+    /// `Ok` when Meta would send this template, else what it would answer.
     pub fn check(&self, sent: &TemplateBody) -> Result<(), Refusal> {
-        let found = self
-            .0
-            .get(&(sent.name.clone(), sent.language.code.clone()))
-            .filter(|t| !matches!(t.status, TemplateStatus::Pending | TemplateStatus::Rejected));
-        let Some(template) = found else {
-            return Err(Refusal {
-                status: StatusCode::NOT_FOUND,
-                code: 132001,
-                message: "(#132001) Template name does not exist in the translation",
-                details: format!(
-                    "template name ({}) does not exist in {}",
-                    sent.name, sent.language.code
-                ),
-            });
-        };
-        match template.status {
-            TemplateStatus::Paused => {
+        let held = self.0.get(&(sent.name.clone(), sent.language.code.clone()));
+        let template = match held.map(|t| (t, t.status)) {
+            Some((template, TemplateStatus::Approved)) => template,
+            None | Some((_, TemplateStatus::Pending | TemplateStatus::Rejected)) => {
+                return Err(Refusal {
+                    status: StatusCode::NOT_FOUND,
+                    code: 132001,
+                    message: "(#132001) Template name does not exist in the translation",
+                    details: format!(
+                        "template name ({}) does not exist in {}",
+                        sent.name, sent.language.code
+                    ),
+                });
+            }
+            Some((_, TemplateStatus::Paused)) => {
                 return Err(Refusal {
                     status: StatusCode::BAD_REQUEST,
                     code: 132015,
@@ -108,7 +107,7 @@ impl Catalogue {
                     details: "Template is paused due to low quality so it cannot be sent in a template message.".into(),
                 });
             }
-            TemplateStatus::Disabled => {
+            Some((_, TemplateStatus::Disabled)) => {
                 return Err(Refusal {
                     status: StatusCode::BAD_REQUEST,
                     code: 132016,
@@ -116,8 +115,7 @@ impl Catalogue {
                     details: "Template has been paused too many times due to low quality and is now permanently disabled.".into(),
                 });
             }
-            TemplateStatus::Approved | TemplateStatus::Pending | TemplateStatus::Rejected => {}
-        }
+        };
         let given = body_params(sent);
         if given != template.body_params {
             return Err(Refusal {
