@@ -40,6 +40,10 @@ pub struct MetaArgs {
     /// (repeatable); a template send not among them is refused with 132001, as Meta does.
     #[arg(long = "template", value_parser = Template::parse_approved)]
     templates: Vec<Template>,
+    /// A recipient that is not on WhatsApp (repeatable): sends to it are accepted, then fail
+    /// with 131026 "Message undeliverable".
+    #[arg(long = "not-on-whatsapp", value_name = "WA_ID")]
+    not_on_whatsapp: Vec<String>,
 }
 
 #[derive(Args)]
@@ -81,6 +85,9 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
                         "--subscribe {subscription:?} is not PHONE_NUMBER_ID=URL=APP_SECRET"
                     ),
                 }
+            }
+            for user in &args.not_on_whatsapp {
+                sim.not_on_whatsapp(user);
             }
             println!("Meta Cloud API simulator on {}", sim.base_url());
             println!("  GET  /v23.0/{{media-id}}   POST /v23.0/{{phone-number-id}}/media|messages");

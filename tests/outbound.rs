@@ -348,6 +348,45 @@ async fn a_template_meta_refuses_fails_once_with_its_reason_and_is_not_retried()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_to_a_number_not_on_whatsapp_reaches_the_agent_as_an_invalid_destination() {
+    let rig = Rig::start(GenesysSimConfig::default()).await;
+    rig.meta
+        .add_template(Template::approved("renewal", "en_US", 1));
+    let landline = "551133334444";
+    rig.meta.not_on_whatsapp(landline);
+    let template = rig
+        .agent
+        .template(landline, "ns@renewal", "en-US", &[("1", "May")]);
+    let id = template["id"].as_str().expect("id").to_owned();
+    assert!(rig.agent.post(&template).await.accepted());
+    let receipts = rig
+        .genesys
+        .wait_for_receipts(Duration::from_secs(60), |r| {
+            statuses_for(r, &id).iter().any(|s| s == "Failed")
+        })
+        .await;
+    assert_eq!(statuses_for(&receipts, &id), ["Failed"], "{receipts:?}");
+    let failed = &receipts
+        .iter()
+        .find(|(_, r)| r["id"] == id.as_str())
+        .expect("the receipt")
+        .1;
+    assert_eq!(
+        failed["reasons"][0]["code"], "InvalidDestination",
+        "{failed}"
+    );
+    assert!(
+        failed["reasons"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.to_lowercase().contains("undeliverable")),
+        "{failed}"
+    );
+    // Meta took it once: an undeliverable recipient is not retried.
+    assert_eq!(rig.meta.sends().len(), 1);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_and_reordered_statuses_never_move_a_receipt_backwards() {
     let rig = Rig::start_with(
         GenesysSimConfig::default(),

@@ -224,6 +224,15 @@ impl MetaSim {
         self.state.lock().sends.templates.add(template);
     }
 
+    /// `user` is not on WhatsApp: sends to it are accepted and then fail with 131026.
+    pub fn not_on_whatsapp(&self, user: &str) {
+        self.state
+            .lock()
+            .sends
+            .not_on_whatsapp
+            .insert(user.to_owned());
+    }
+
     /// The customer wrote to the number: the 24-hour window opens (Meta knows; tests tell us).
     pub fn customer_wrote(&self, phone_number_id: &str, user: &str) {
         self.state

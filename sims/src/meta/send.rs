@@ -8,6 +8,9 @@
 //! - Per (number, recipient) pair, about one message per 6 s with a small burst: over it, 131056.
 //! - A free-form message outside the 24-hour window is *accepted* (200 + wamid) and fails
 //!   asynchronously with 131047, as Meta does; templates are not bound by the window.
+//! - A message to a number that is not on WhatsApp ([`MetaSim::not_on_whatsapp`](super::MetaSim::not_on_whatsapp))
+//!   is accepted too and fails asynchronously with 131026 "Message undeliverable", as a
+//!   broadcast's undeliverable recipients do.
 //! - Media sent by link is fetched at send time (Meta does); the bytes are kept for assertions.
 //! - [`MetaSim::lose_next_answers`](super::MetaSim::lose_next_answers): a send is taken but its
 //!   answer never comes (the caller times out), as when an answer is lost on the way back.
@@ -100,6 +103,8 @@ pub(crate) struct SendState {
     /// How many of the next accepted sends get no answer.
     pub(crate) lost_answers: usize,
     pub(crate) templates: Catalogue,
+    /// Recipients that are not on WhatsApp.
+    pub(crate) not_on_whatsapp: std::collections::HashSet<String>,
 }
 
 pub(crate) async fn send(
@@ -216,7 +221,15 @@ pub(crate) async fn send(
         .get(&(phone_number_id.clone(), user.clone()))
         .is_some_and(|at| Utc::now() - *at < chrono::Duration::hours(24));
     let id = wamid();
-    let failure = if !request.body.is_template() && !window_open {
+    let undeliverable = state.lock().sends.not_on_whatsapp.contains(&user);
+    let failure = if undeliverable {
+        Some(json!({
+            "code": 131026, "title": "Message undeliverable",
+            "message": "Message undeliverable",
+            "error_data": {"details": "Message Undeliverable."},
+            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+        }))
+    } else if !request.body.is_template() && !window_open {
         state.lock().sends.stats.window_closed += 1;
         Some(json!({
             "code": 131047, "title": "Re-engagement message",
