@@ -61,6 +61,8 @@ pub struct MetaSimConfig {
     /// Pause between the status webhooks of one message.
     pub status_delay: Duration,
     pub status_chaos: send::StatusChaos,
+    /// The business number's own phone number, in status webhooks' metadata; a send to it is
+    /// 131021 "Recipient cannot be sender".
     pub display_phone_number: String,
     /// The business account's message templates; a template send not among them is refused.
     pub templates: Vec<Template>,

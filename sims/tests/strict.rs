@@ -354,6 +354,13 @@ async fn meta_sends_are_validated_and_limited_like_the_cloud_api() {
         read.json::<serde_json::Value>().await.expect("json")["success"],
         true
     );
+    // The business number cannot message itself.
+    let itself = post(text(&MetaSimConfig::default().display_phone_number))
+        .await
+        .expect("send");
+    assert_eq!(itself.status(), 400);
+    let itself: serde_json::Value = itself.json().await.expect("json");
+    assert_eq!(itself["error"]["code"], 131021, "{itself}");
 
     // The pair limit: a second message to the same customer within the interval → 131056.
     let first: serde_json::Value = post(text("111"))

@@ -4,6 +4,7 @@
 //!   (Graph code 100 otherwise); text ≤ 4096 characters; media by `id` (held by the simulator)
 //!   or `link`, not both; templates need a name and a language, and are sent only as the
 //!   business account holds them ([`templates`](super::templates): 132000, 132001, 132015, 132016).
+//! - A message to the business number itself: 131021 "Recipient cannot be sender".
 //! - Throughput per business number (80 messages/s by default): over it, 130429 "Rate limit hit".
 //! - Per (number, recipient) pair, about one message per 6 s with a small burst: over it, 131056.
 //! - A free-form message outside the 24-hour window is *accepted* (200 + wamid) and fails
@@ -159,6 +160,15 @@ pub(crate) async fn send(
     let Some(user) = request.to.clone().or_else(|| request.recipient.clone()) else {
         return reject(&state, "(#100) The parameter to is required.");
     };
+    if user.trim_start_matches('+') == state.config.display_phone_number {
+        state.lock().sends.stats.rejected += 1;
+        return graph_error_with_details(
+            StatusCode::BAD_REQUEST,
+            131021,
+            "(#131021) Recipient cannot be sender",
+            "Sender and recipient phone number is the same.",
+        );
+    }
 
     let config = &state.config;
     let now = Instant::now();
