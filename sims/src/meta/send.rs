@@ -19,7 +19,7 @@
 //!   the number's subscribed callback — with [`StatusChaos`] they come duplicated, out of order,
 //!   or read without delivered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,9 +103,10 @@ pub(crate) struct SendState {
     pub(crate) subscriptions: HashMap<String, (String, String)>,
     /// How many of the next accepted sends get no answer.
     pub(crate) lost_answers: usize,
+    /// The business account's message templates.
     pub(crate) templates: Catalogue,
     /// Recipients that are not on WhatsApp.
-    pub(crate) not_on_whatsapp: std::collections::HashSet<String>,
+    pub(crate) not_on_whatsapp: HashSet<String>,
 }
 
 pub(crate) async fn send(
