@@ -152,8 +152,11 @@ impl MetaSim {
                 .build()
                 .map_err(std::io::Error::other)?,
         });
-        for template in &state.config.templates {
-            state.lock().sends.templates.add(template.clone());
+        {
+            let mut inner = state.lock();
+            for template in &state.config.templates {
+                inner.sends.templates.add(template.clone());
+            }
         }
         let router = Router::new()
             .route("/whatsapp_business/attachments/", get(download))

@@ -54,14 +54,8 @@ pub async fn run(base: &Config, scale: f64) -> anyhow::Result<Outcome> {
             bare: n as f64 / bare_took.as_secs_f64(),
         });
     }
-    let best = |rate: fn(&Saturated) -> f64| {
-        sweep
-            .iter()
-            .max_by(|a, b| rate(a).total_cmp(&rate(b)))
-            .expect("the sweep has a step")
-    };
-    let (ours_best, bare_best) = (best(|s| s.ours), best(|s| s.bare));
-    let (ours_rate, bare_rate) = (ours_best.ours, bare_best.bare);
+    let best = |rate: fn(&Saturated) -> f64| sweep.iter().map(rate).fold(0.0, f64::max);
+    let (ours_rate, bare_rate) = (best(|s| s.ours), best(|s| s.bare));
 
     let half = ours_rate / 2.0;
     let count = scaled(half * 5.0, scale.min(1.0), 100);
