@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A flamegraph of one `wabaflow bench` run (docs/benchmarks.md, "Profiling"): perf samples the
+# A flamegraph of one `wabaflow bench` run (docs/benchmarks.md, "Flamegraphs"): perf samples the
 # benchmark's process on a release build with frame pointers and line tables, and inferno draws the
 # stacks, one tower per thread name (the runtime's workers, librdkafka's threads, the main thread).
 #
@@ -41,8 +41,7 @@ scripts/services.sh down >/dev/null 2>&1 || true
 scripts/services.sh up >/dev/null
 
 perf record -F "${FREQ:-999}" --call-graph fp -o "$work/perf.data" -- \
-  "$target/release/wabaflow" bench "$bench" --rounds 1 --scale "${SCALE:-1}" \
-  | tee "$work/bench.log"
+  "$target/release/wabaflow" bench "$bench" --rounds 1 --scale "${SCALE:-1}"
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/stacks.folded"
 if [[ -n ${FILTER:-} ]]; then
   grep -E -- "$FILTER" "$work/stacks.folded" >"$work/kept.folded" \
